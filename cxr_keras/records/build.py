@@ -1,0 +1,135 @@
+"""Build every record of a dataset: NIH folder → manifest → pair, healthy and detection records.
+
+Images are decoded and resized in worker processes (both cores); the main process writes the
+records. Unusable inputs are skipped with their reason in ``manifest.json``, which is written last:
+its presence means the folder is complete.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from tqdm import tqdm
+
+from cxr_keras.config import DataConfig, RecordsConfig
+from cxr_keras.data import nih
+from cxr_keras.data.images import clip_box, encode_png, load_resized, scale_box
+from cxr_keras.records.detection import DetectionItem, write_detection_records, write_label_map
+from cxr_keras.records.pairs import pair_example, write_examples
+
+SPLITS = ("train", "test")
+RECORD_FILES = tuple(
+    f"{kind}_{split}.tfrecord" for kind in ("pairs", "healthy", "det") for split in SPLITS
+) + ("label_map.pbtxt",)
+
+
+def load_images(paths: List[str], size: int, workers: int, progress: bool = True):
+    """Decode + resize images in a process pool; yields (path, uint8 or None, (h, w), error)."""
+    jobs = [(p, size) for p in paths]
+    bar = tqdm(total=len(jobs), desc="images", unit="img", disable=not progress, file=sys.stderr)
+    if workers <= 1:
+        for job in jobs:
+            bar.update()
+            yield load_resized(job)
+    else:
+        # spawn: the parent has TensorFlow loaded, and forking a multi-threaded runtime is unsafe.
+        with mp.get_context("spawn").Pool(workers) as pool:
+            for res in pool.imap(load_resized, jobs, chunksize=4):
+                bar.update()
+                yield res
+    bar.close()
+
+
+def build_records(
+    nih_root: os.PathLike,
+    out_dir: os.PathLike,
+    data_cfg: DataConfig = DataConfig(),
+    rec_cfg: RecordsConfig = RecordsConfig(),
+    progress: bool = True,
+) -> Dict:
+    """Write RECORDS/ for the NIH folder ``nih_root`` (see docs/interfaces.md); return the manifest dict."""
+    t0 = time.time()
+    nih_root, out_dir = Path(nih_root), Path(out_dir)
+    if not nih_root.is_dir():
+        raise FileNotFoundError(f"{nih_root}: NIH folder not found")
+    on_disk = nih.find_images(nih_root)
+    if not on_disk:
+        raise FileNotFoundError(f"{nih_root}: no PNG images under images/ or images_*/images/")
+    manifest = nih.build_manifest(nih_root, data_cfg, available=on_disk.keys())
+    size = rec_cfg.image_size
+
+    needed = list(dict.fromkeys([a.image for a in manifest.annotations] + [h["image"] for h in manifest.healthy]))
+    loaded: Dict[str, Tuple[np.ndarray, Tuple[int, int]]] = {}
+    bad: Dict[str, str] = {}
+    name_of = {str(on_disk[n]): n for n in needed}
+    for path, img, shape, err in load_images([str(on_disk[n]) for n in needed], size, rec_cfg.workers, progress):
+        if err is None:
+            loaded[name_of[path]] = (img, shape)
+        else:
+            bad[name_of[path]] = err
+    for name, err in bad.items():
+        manifest.skipped.append({"item": name, "reason": err})
+
+    # Clip boxes to their image; drop annotations of unreadable images and boxes left empty.
+    kept: List[nih.Annotation] = []
+    boxes_px: Dict[int, List[float]] = {}
+    clipped = 0
+    for a in manifest.annotations:
+        if a.image in bad:
+            continue
+        _, (h, w) = loaded[a.image]
+        xyxy = clip_box(a.box, w, h)
+        if xyxy is None:
+            manifest.skipped.append({"item": a.image, "reason": f"box {a.box} lies outside the {w}x{h} image"})
+            continue
+        x, y, bw, bh = a.box
+        if xyxy != (x, y, x + bw, y + bh):
+            clipped += 1
+        boxes_px[a.ann_id] = scale_box(xyxy, w, h, size)
+        kept.append(a)
+    manifest.annotations = kept
+    manifest.healthy = [h for h in manifest.healthy if h["image"] not in bad]
+
+    pngs = {name: encode_png(img) for name, (img, _) in loaded.items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for split in SPLITS:
+        anns = manifest.split(split)
+        written[f"pairs_{split}"] = write_examples(out_dir / f"pairs_{split}.tfrecord", (
+            pair_example(pngs[a.image], size, a.image, "annotated", split, boxes_px[a.ann_id],
+                         a.label, a.finding, a.ann_id) for a in anns))
+        written[f"healthy_{split}"] = write_examples(out_dir / f"healthy_{split}.tfrecord", (
+            pair_example(pngs[n], size, n, "healthy", split) for n in manifest.healthy_images(split)))
+        written[f"det_{split}"] = write_detection_records(out_dir / f"det_{split}.tfrecord", (
+            DetectionItem(image=loaded[name][0], filename=name, png=pngs[name],
+                          boxes_xyxy=[boxes_px[a.ann_id] for a in group], labels=[a.label for a in group])
+            for name, group in manifest.images(split).items()))
+    write_label_map(out_dir / "label_map.pbtxt", manifest.findings)
+    extra = {
+        "nih_root": str(nih_root.resolve()),
+        "image_size": size,
+        "records": written,
+        "clipped_boxes": clipped,
+        "seconds": round(time.time() - t0, 1),
+    }
+    manifest.save(out_dir / "manifest.json", extra=extra)
+    return {**manifest.to_json(), **extra}
+
+
+def records_complete(out_dir: os.PathLike) -> bool:
+    """True when ``out_dir`` holds a finished build (manifest written last, every record present)."""
+    out_dir = Path(out_dir)
+    return (out_dir / "manifest.json").is_file() and all((out_dir / f).is_file() for f in RECORD_FILES)
+
+
+def load_manifest(records_dir: os.PathLike) -> nih.Manifest:
+    return nih.Manifest.load(Path(records_dir) / "manifest.json")
+
+
+def default_nih_root() -> Optional[str]:
+    return os.environ.get("CXR_KERAS_NIH_ROOT")
