@@ -1,6 +1,6 @@
 """Load, convert and resize one radiograph, with errors that name the file and the problem.
 
-Kept free of TensorFlow so it can run in worker processes while the main process writes records.
+Kept free of TensorFlow: plain numpy/OpenCV, called from a thread pool while records are written.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-cv2.setNumThreads(1)  # one image per worker process; the pool gives the parallelism
+cv2.setNumThreads(1)  # one image per worker thread; the pool gives the parallelism
 
 
 class ImageError(ValueError):

@@ -6,10 +6,10 @@ its presence means the folder is complete.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -28,20 +28,25 @@ RECORD_FILES = tuple(
 ) + ("label_map.pbtxt",)
 
 
+def _load_and_encode(job):
+    path, img, shape, err = load_resized(job)
+    return path, img, shape, err, (encode_png(img) if img is not None else None)
+
+
 def load_images(paths: List[str], size: int, workers: int, progress: bool = True):
-    """Decode + resize images in a process pool; yields (path, uint8 or None, (h, w), error)."""
+    """Decode, resize and re-encode images on ``workers`` threads.
+
+    Yields (path, uint8 or None, (h, w), error, PNG bytes).
+
+    OpenCV releases the GIL while decoding and resizing, so threads use every core without the
+    start-up and pickling costs of processes (and without forking a process that holds TensorFlow).
+    """
     jobs = [(p, size) for p in paths]
     bar = tqdm(total=len(jobs), desc="images", unit="img", disable=not progress, file=sys.stderr)
-    if workers <= 1:
-        for job in jobs:
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for res in pool.map(_load_and_encode, jobs):
             bar.update()
-            yield load_resized(job)
-    else:
-        # spawn: the parent has TensorFlow loaded, and forking a multi-threaded runtime is unsafe.
-        with mp.get_context("spawn").Pool(workers) as pool:
-            for res in pool.imap(load_resized, jobs, chunksize=4):
-                bar.update()
-                yield res
+            yield res
     bar.close()
 
 
@@ -65,11 +70,14 @@ def build_records(
 
     needed = list(dict.fromkeys([a.image for a in manifest.annotations] + [h["image"] for h in manifest.healthy]))
     loaded: Dict[str, Tuple[np.ndarray, Tuple[int, int]]] = {}
+    pngs: Dict[str, bytes] = {}
     bad: Dict[str, str] = {}
     name_of = {str(on_disk[n]): n for n in needed}
-    for path, img, shape, err in load_images([str(on_disk[n]) for n in needed], size, rec_cfg.workers, progress):
+    for path, img, shape, err, png in load_images([str(on_disk[n]) for n in needed], size, rec_cfg.workers,
+                                                  progress):
         if err is None:
             loaded[name_of[path]] = (img, shape)
+            pngs[name_of[path]] = png
         else:
             bad[name_of[path]] = err
     for name, err in bad.items():
@@ -95,7 +103,6 @@ def build_records(
     manifest.annotations = kept
     manifest.healthy = [h for h in manifest.healthy if h["image"] not in bad]
 
-    pngs = {name: encode_png(img) for name, (img, _) in loaded.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for split in SPLITS:
