@@ -70,6 +70,12 @@ class Pix2PixConfig:
     image_every: int = 1000
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
+    num_downs: int = 0  # U-Net depth; 0 = log2(image_size) (8 for 256, the U-Net-256)
+    norm: str = "instance"  # "instance" (= the authors' batch-1 BatchNorm in train mode) or "batch"
+    disc_layers: int = 3  # PatchGAN depth: 3 gives the 70×70 receptive field
+    jit_compile: bool = False  # XLA for the train step (see docs/performance.md)
+    shuffle_buffer: int = 4096  # serialized records (PNG bytes), so cheap to hold
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)  # set from the preset
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,11 @@ class DetectionConfig:
     iou: float = 0.1
     fine_tune_checkpoint: Optional[str] = None
     protocols: Tuple[str, ...] = ("ori", "ori_pix2pix", "ori_pix2pix_n")
+    fine_tune_checkpoint_type: str = "detection"  # "classification" for an ImageNet backbone
+    first_stage_max_proposals: int = 300  # RPN proposals per image (the COCO zoo value)
+    second_stage_batch_size: int = 64  # proposals sampled per image for the box classifier
+    localisation_mode: str = "top1"  # "top1": best detection of the finding; "any": all >= threshold
+    score_threshold: float = 0.5  # only used by localisation_mode="any"
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,10 @@ class StudyConfig:
     border_crop_frac: float = 0.06
     seed: int = 0
     judge_epochs: int = 10
+    judge_image_size: int = 64  # the automatic judge sees downscaled study images
+    judge_folds: int = 5  # k-fold: every study image gets one out-of-fold judgement
+    judge_filters: int = 8
+    judge_batch_size: int = 32
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,49 @@
+"""scripts/reader_study.py: build → add-reader → links → score through the argparse shell."""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from cxr_keras.study.layout import load_study
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reader_study.py"
+
+
+@pytest.fixture(scope="module")
+def cli():
+    spec = importlib.util.spec_from_file_location("reader_study_cli", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+def test_build_add_reader_links_score(tmp_path, inputs, cli, capsys):
+    out = tmp_path / "study"
+    gen = [f"{k}={v}" for k, v in inputs["generated"].items()]
+    cli(["--preset", "quick", "build", "--real", str(inputs["real"]), "--generated", *gen,
+         "--per-finding", "3", "--image-size", "48", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert "shortfall: stargan/Pneumonia: 1 of 3" in text
+    study = load_study(out)
+    assert study["per_finding"] == 3 and study["image_size"] == 48 and study["total"] == 18 + 18 + 16
+    cli(["add-reader", str(out), "Alice", "--base-url", "http://127.0.0.1:9999/"])
+    link = capsys.readouterr().out.strip()
+    assert re.fullmatch(r"Alice: http://127\.0\.0\.1:9999/r/[A-Za-z0-9_\-]{20,}", link)
+    cli(["links", str(out), "--base-url", "http://127.0.0.1:9999"])
+    assert capsys.readouterr().out.strip() == link
+    cli(["score", str(out)])
+    text = capsys.readouterr().out
+    assert "| Total | - /18 | - /18 | - /16 |" in text  # nobody has answered yet
+    assert (out / "scores" / "table1.csv").is_file()
+
+
+def test_errors_exit_with_a_message(tmp_path, inputs, cli):
+    with pytest.raises(SystemExit, match="reader_study build: .*NAME=DIR"):
+        cli(["build", "--real", str(inputs["real"]), "--generated", "nodir", "--out", str(tmp_path / "s")])
+    with pytest.raises(SystemExit, match=r"reader_study score: .*study.json: study description not found"):
+        cli(["score", str(tmp_path / "nothing")])
+    with pytest.raises(SystemExit, match="reader_study add-reader: .*study database not found"):
+        cli(["add-reader", str(tmp_path / "nothing"), "Bob"])
