@@ -1,0 +1,480 @@
+"""StarGAN baseline (Choi et al., CVPR 2018) for the 7 chest X-ray domains: healthy + the 6 findings.
+
+The paper compares its box-preserving Pix2Pix against an unconditional-in-space StarGAN that
+translates whole healthy images into a pathology domain. Architecture and losses follow the
+official StarGAN code: a residual generator fed the target domain as one-hot maps, a PatchGAN
+critic with an auxiliary domain classifier, WGAN-GP + domain classification + cycle losses.
+
+``n_critic``: one ``train_step`` is one critic update; the generator is updated inside the same
+compiled step, through ``tf.cond`` on the step counter, every ``n_critic``-th step (step index
+i updates G when (i + 1) % n_critic == 0, as the official loop). Losses of the generator are
+carried over between its updates so every step reports all of them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from cxr_keras.config import FINDINGS, StarGANConfig
+
+# Domain 0 is healthy; domains 1..6 are the findings in label-map order (same ids as `label`).
+DOMAINS: Tuple[str, ...] = ("Healthy",) + tuple(FINDINGS)
+N_DOMAINS = len(DOMAINS)
+
+
+# --------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------
+class InstanceNormalization(tf.keras.layers.Layer):
+    """Per-sample, per-channel normalisation over H×W with a learned affine (no tensorflow-addons)."""
+
+    def __init__(self, epsilon: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        c = int(input_shape[-1])
+        self.gamma = self.add_weight(name="gamma", shape=(c,), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(c,), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, x):
+        mean, var = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+        return (x - mean) * tf.math.rsqrt(var + self.epsilon) * self.gamma + self.beta
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+class ResidualBlock(tf.keras.layers.Layer):
+    """conv3×3 → IN → ReLU → conv3×3 → IN, plus the identity (the StarGAN bottleneck block)."""
+
+    def __init__(self, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.conv1 = tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)
+        self.norm1 = InstanceNormalization()
+        self.conv2 = tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)
+        self.norm2 = InstanceNormalization()
+
+    def call(self, x):
+        h = tf.nn.relu(self.norm1(self.conv1(x)))
+        return x + self.norm2(self.conv2(h))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+def domain_maps(x: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
+    """Concatenate one-hot domains ``c`` [B, D] to images ``x`` [B, H, W, C] as constant maps."""
+    shape = tf.shape(x)
+    c = tf.cast(c, x.dtype)[:, None, None, :]
+    c = tf.tile(c, [1, shape[1], shape[2], 1])
+    return tf.concat([x, c], axis=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Networks
+# --------------------------------------------------------------------------------------------
+class StarGANGenerator(tf.keras.Model):
+    """7×7 conv, two stride-2 down-samplings, residual blocks with IN, two up-samplings, 7×7 tanh.
+
+    Called as ``G((images, one_hot_domains))``; images in [-1, 1], size divisible by 4.
+    """
+
+    def __init__(self, n_domains: int = N_DOMAINS, filters: int = 64, res_blocks: int = 6,
+                 channels: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.n_domains, self.filters, self.res_blocks, self.channels = n_domains, filters, res_blocks, channels
+        L = tf.keras.layers
+        self.stem = [L.Conv2D(filters, 7, padding="same", use_bias=False), InstanceNormalization()]
+        self.down = []
+        f = filters
+        for _ in range(2):
+            f *= 2
+            self.down.append([L.Conv2D(f, 4, strides=2, padding="same", use_bias=False),
+                              InstanceNormalization()])
+        self.blocks = [ResidualBlock(f) for _ in range(res_blocks)]
+        self.up = []
+        for _ in range(2):
+            f //= 2
+            self.up.append([L.Conv2DTranspose(f, 4, strides=2, padding="same", use_bias=False),
+                            InstanceNormalization()])
+        self.head = L.Conv2D(channels, 7, padding="same", use_bias=False)
+
+    def call(self, inputs, training=None):
+        x, c = inputs
+        h = domain_maps(x, c)
+        conv, norm = self.stem
+        h = tf.nn.relu(norm(conv(h)))
+        for conv, norm in self.down:
+            h = tf.nn.relu(norm(conv(h)))
+        for block in self.blocks:
+            h = block(h)
+        for conv, norm in self.up:
+            h = tf.nn.relu(norm(conv(h)))
+        return tf.tanh(self.head(h))
+
+
+class StarGANDiscriminator(tf.keras.Model):
+    """PatchGAN critic: ``layers`` stride-2 4×4 convs (LeakyReLU 0.01), then two heads.
+
+    Returns ``(src, cls)``: the critic map [B, S/2^L, S/2^L, 1] (no sigmoid: WGAN) and domain
+    logits [B, D] from a conv whose kernel covers the whole final feature map.
+    """
+
+    def __init__(self, image_size: int, n_domains: int = N_DOMAINS, filters: int = 64,
+                 layers: int = 6, **kwargs):
+        super().__init__(**kwargs)
+        if layers < 1 or image_size % (2 ** layers):
+            raise ValueError(
+                f"StarGAN discriminator: image_size {image_size} must be divisible by "
+                f"2**disc_layers = {2 ** max(layers, 0)} (choose fewer disc_layers)")
+        self.image_size, self.n_domains, self.filters, self.n_layers = image_size, n_domains, filters, layers
+        L = tf.keras.layers
+        self.convs = [L.Conv2D(filters * 2 ** i, 4, strides=2, padding="same") for i in range(layers)]
+        self.src_head = L.Conv2D(1, 3, padding="same", use_bias=False)
+        k = image_size // 2 ** layers
+        self.cls_head = L.Conv2D(n_domains, k, padding="valid", use_bias=False)
+
+    def call(self, x, training=None):
+        h = x
+        for conv in self.convs:
+            h = tf.nn.leaky_relu(conv(h), alpha=0.01)
+        src = self.src_head(h)
+        cls = tf.reshape(self.cls_head(h), [-1, self.n_domains])
+        return src, cls
+
+
+# --------------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------------
+def gradient_penalty(critic: Callable[[tf.Tensor], tf.Tensor], real: tf.Tensor, fake: tf.Tensor,
+                     alpha: tf.Tensor) -> tf.Tensor:
+    """WGAN-GP: mean over samples of (‖∇ₓ Σ critic(x̂)‖₂ − 1)², x̂ = α·real + (1 − α)·fake.
+
+    As the official code, the gradient of the summed critic map (all patches) is taken per sample.
+    """
+    real, fake = tf.convert_to_tensor(real, tf.float32), tf.convert_to_tensor(fake, tf.float32)
+    alpha = tf.convert_to_tensor(alpha, tf.float32)
+    x_hat = alpha * real + (1.0 - alpha) * fake
+    with tf.GradientTape() as tape:
+        tape.watch(x_hat)
+        out = critic(x_hat)
+    grad = tape.gradient(out, x_hat)
+    grad = tf.reshape(grad, [tf.shape(grad)[0], -1])
+    norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=1) + 1e-12)
+    return tf.reduce_mean(tf.square(norm - 1.0))
+
+
+def classification_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Softmax cross-entropy over domains (the domains are mutually exclusive, as RaFD's)."""
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=logits))
+
+
+class LinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """Constant ``base`` until ``start``, then linear to 0 at ``total`` (StarGAN's second-half decay)."""
+
+    def __init__(self, base: float, total: int, start: int):
+        self.base, self.total, self.start = float(base), int(total), int(start)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        span = float(max(self.total - self.start, 1))
+        frac = tf.clip_by_value((step - self.start) / span, 0.0, 1.0)
+        return self.base * (1.0 - frac)
+
+    def get_config(self):
+        return {"base": self.base, "total": self.total, "start": self.start}
+
+
+def make_optimizers(cfg: StarGANConfig) -> Tuple[tf.keras.optimizers.Optimizer, tf.keras.optimizers.Optimizer]:
+    """Adam(lr, β₁, β₂) for G and D with linear decay over the last (1 − decay_start_frac) of training.
+
+    D is stepped every train step; G every ``n_critic``-th, so its schedule counts G updates.
+    """
+    d_total = max(int(cfg.steps), 1)
+    g_total = max(d_total // max(cfg.n_critic, 1), 1)
+
+    def adam(total):
+        sched = LinearDecay(cfg.learning_rate, total, int(total * cfg.decay_start_frac))
+        return tf.keras.optimizers.Adam(sched, beta_1=cfg.beta_1, beta_2=cfg.beta_2, jit_compile=False)
+
+    return adam(g_total), adam(d_total)
+
+
+# --------------------------------------------------------------------------------------------
+# The GAN
+# --------------------------------------------------------------------------------------------
+class StarGAN(tf.keras.Model):
+    """Generator + critic trained with WGAN-GP, domain classification and cycle reconstruction.
+
+    ``train_step(batch)`` takes ``{"image": [B,S,S,C] in [-1,1], "label": [B] domain ids 0..6}``
+    (a ``(batch,)`` tuple from ``fit``/``train_on_batch`` works too) and returns the losses.
+    Target domains are drawn uniformly per sample from a checkpointed ``tf.random.Generator``
+    (the official code permutes the batch's labels, which degenerates for batch sizes 1–2).
+    """
+
+    def __init__(self, cfg: StarGANConfig = StarGANConfig(), n_domains: int = N_DOMAINS, seed: int = 0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if cfg.image_size % 4:
+            raise ValueError(f"StarGAN: image_size {cfg.image_size} must be divisible by 4")
+        if cfg.n_critic < 1:
+            raise ValueError(f"StarGAN: n_critic must be >= 1, got {cfg.n_critic}")
+        self.cfg = cfg
+        self.n_domains = n_domains
+        self.generator = StarGANGenerator(n_domains, cfg.gen_filters, cfg.res_blocks, cfg.channels,
+                                          name="generator")
+        self.discriminator = StarGANDiscriminator(cfg.image_size, n_domains, cfg.disc_filters,
+                                                  cfg.disc_layers, name="discriminator")
+        # Build both networks now so optimizer slots can be created before tracing (tf.cond).
+        x = tf.zeros([1, cfg.image_size, cfg.image_size, cfg.channels])
+        self.generator((x, tf.zeros([1, n_domains])))
+        self.discriminator(x)
+        self.step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.rng = tf.random.Generator.from_seed(seed)
+        self.last_g = {k: tf.Variable(0.0, trainable=False, name=f"last_{k}")
+                       for k in ("g_loss", "g_fake", "g_cls", "g_rec")}
+        self.g_optimizer = None
+        self.d_optimizer = None
+
+    # Keras needs a forward pass; a StarGAN "prediction" is a translation.
+    def call(self, inputs, training=None):
+        x, c = inputs
+        return self.generator((x, c), training=training)
+
+    def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
+        """Attach the two Adam optimizers (defaults from the config) and build their slots."""
+        super().compile(**kwargs)
+        if g_optimizer is None or d_optimizer is None:
+            g_def, d_def = make_optimizers(self.cfg)
+            g_optimizer = g_optimizer or g_def
+            d_optimizer = d_optimizer or d_def
+        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+
+    @property
+    def metrics(self):
+        return []
+
+    # ---------------------------------------------------------------------------------------
+    def translate(self, images: tf.Tensor, domains) -> tf.Tensor:
+        """G(x, c) for integer target domains (scalar or [B]); returns images in [-1, 1]."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        domains = tf.broadcast_to(tf.cast(domains, tf.int32), [tf.shape(images)[0]])
+        return self.generator((images, tf.one_hot(domains, self.n_domains)), training=False)
+
+    def classify(self, images: tf.Tensor) -> tf.Tensor:
+        """Domain logits [B, D] of the auxiliary classifier."""
+        return self.discriminator(tf.convert_to_tensor(images, tf.float32), training=False)[1]
+
+    def reconstruction_error(self, images, labels, targets) -> tf.Tensor:
+        """Mean |x − G(G(x, c_trg), c_org)|: how well a round trip through ``targets`` comes back."""
+        fake = self.translate(images, targets)
+        return tf.reduce_mean(tf.abs(tf.convert_to_tensor(images, tf.float32) - self.translate(fake, labels)))
+
+    # ---------------------------------------------------------------------------------------
+    def _critic_src(self, x):
+        return self.discriminator(x, training=True)[0]
+
+    def _g_update(self, x, c_org, c_trg, trg):
+        cfg = self.cfg
+        with tf.GradientTape() as tape:
+            fake = self.generator((x, c_trg), training=True)
+            src, cls = self.discriminator(fake, training=True)
+            g_fake = -tf.reduce_mean(src)
+            g_cls = classification_loss(trg, cls)
+            rec = self.generator((fake, c_org), training=True)
+            g_rec = tf.reduce_mean(tf.abs(x - rec))
+            g_loss = g_fake + cfg.lambda_rec * g_rec + cfg.lambda_cls * g_cls
+        grads = tape.gradient(g_loss, self.generator.trainable_variables)
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
+        values = {"g_loss": g_loss, "g_fake": g_fake, "g_cls": g_cls, "g_rec": g_rec}
+        for k, v in values.items():
+            self.last_g[k].assign(v)
+        return tuple(self.last_g[k].read_value() for k in ("g_loss", "g_fake", "g_cls", "g_rec"))
+
+    def _g_skip(self):
+        return tuple(self.last_g[k].read_value() for k in ("g_loss", "g_fake", "g_cls", "g_rec"))
+
+    # No Python control flow on tensors here (tf.cond is explicit), so autograph is skipped: it
+    # would only spend seconds rewriting every Keras layer's source at each first trace.
+    @tf.autograph.experimental.do_not_convert
+    def train_step(self, data):
+        if self.d_optimizer is None:
+            raise RuntimeError("StarGAN: call compile() before training")
+        batch = data[0] if isinstance(data, (tuple, list)) else data
+        cfg = self.cfg
+        x = tf.convert_to_tensor(batch["image"], tf.float32)
+        label = tf.cast(batch["label"], tf.int32)
+        b = tf.shape(x)[0]
+        trg = self.rng.uniform([b], 0, self.n_domains, dtype=tf.int32)
+        c_org = tf.one_hot(label, self.n_domains)
+        c_trg = tf.one_hot(trg, self.n_domains)
+        alpha = self.rng.uniform([b, 1, 1, 1])
+
+        # Critic update: real vs fake (WGAN), gradient penalty, domain classification of reals.
+        fake = tf.stop_gradient(self.generator((x, c_trg), training=True))
+        with tf.GradientTape() as tape:
+            src_real, cls_real = self.discriminator(x, training=True)
+            d_real = -tf.reduce_mean(src_real)
+            d_cls = classification_loss(label, cls_real)
+            src_fake, _ = self.discriminator(fake, training=True)
+            d_fake = tf.reduce_mean(src_fake)
+            d_gp = gradient_penalty(self._critic_src, x, fake, alpha)
+            d_loss = d_real + d_fake + cfg.lambda_cls * d_cls + cfg.lambda_gp * d_gp
+        grads = tape.gradient(d_loss, self.discriminator.trainable_variables)
+        self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables))
+
+        # Generator update every n_critic-th step.
+        update_g = tf.equal((self.step_counter + 1) % cfg.n_critic, 0)
+        g_loss, g_fake, g_cls, g_rec = tf.cond(
+            update_g, lambda: self._g_update(x, c_org, c_trg, trg), self._g_skip)
+        self.step_counter.assign_add(1)
+        return {"d_loss": d_loss, "d_real": d_real, "d_fake": d_fake, "d_cls": d_cls, "d_gp": d_gp,
+                "g_loss": g_loss, "g_fake": g_fake, "g_cls": g_cls, "g_rec": g_rec}
+
+    def sample_images(self, batch, max_inputs: int = 4) -> tf.Tensor:
+        """[b, S, 8·S, 1] in [0, 1] for the first ``max_inputs`` images: input, then all 7 domains."""
+        x = tf.convert_to_tensor(batch["image"], tf.float32)[:max_inputs]
+        cols = [x] + [self.translate(x, d) for d in range(self.n_domains)]
+        return (tf.concat(cols, axis=2) + 1.0) / 2.0
+
+    def checkpoint_items(self) -> Dict[str, tf.Module]:
+        """Everything a resumed run needs: both nets, both optimizers, step counter, RNG state."""
+        return {"generator": self.generator, "discriminator": self.discriminator,
+                "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer,
+                "stargan_step": self.step_counter, "rng": self.rng, **{f"last_{k}": v for k, v in self.last_g.items()}}
+
+
+def build_stargan(cfg: StarGANConfig = StarGANConfig(), seed: int = 0, n_domains: int = N_DOMAINS) -> StarGAN:
+    """A compiled StarGAN with the config's optimizers."""
+    model = StarGAN(cfg, n_domains=n_domains, seed=seed)
+    model.compile()
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Input pipeline
+# --------------------------------------------------------------------------------------------
+_INDEX_FEATURES = {
+    "image/id": tf.io.FixedLenFeature([], tf.string),
+    "label": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+}
+_IMAGE_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string), **_INDEX_FEATURES}
+
+
+def domain_records(records_dir, split: str = "train") -> Tuple[str, str]:
+    """Paths of ``pairs_{split}.tfrecord`` and ``healthy_{split}.tfrecord``; clear error if missing."""
+    paths = tuple(os.path.join(str(records_dir), f"{kind}_{split}.tfrecord") for kind in ("pairs", "healthy"))
+    for p in paths:
+        if not tf.io.gfile.exists(p):
+            raise FileNotFoundError(f"{p}: record not found (StarGAN needs pair and healthy records; "
+                                    f"run scripts/make_tfrecords.py)")
+    return paths
+
+
+def domain_index(paths: Sequence[str]) -> Tuple[np.ndarray, np.ndarray, Dict[int, int]]:
+    """Scan records (ids and labels only) → (keep mask, labels, count per domain).
+
+    An annotated image with several boxes has one pair record per box: we keep one record per
+    (image id, label), so an image counts once per finding it shows, never once per box.
+    Labels outside 0..N_DOMAINS-1 raise a ValueError naming the record file.
+    """
+    keep, labels, seen, counts = [], [], set(), {}
+    for path in paths:
+        ds = tf.data.TFRecordDataset(path).map(lambda s: tf.io.parse_single_example(s, _INDEX_FEATURES))
+        try:
+            for ex in ds.as_numpy_iterator():
+                key = (ex["image/id"], int(ex["label"]))
+                if not 0 <= key[1] < N_DOMAINS:
+                    raise ValueError(f"{path}: image {key[0].decode()} has label {key[1]}, "
+                                     f"expected a domain id in 0..{N_DOMAINS - 1}")
+                keep.append(key not in seen)
+                labels.append(key[1])
+                if key not in seen:
+                    seen.add(key)
+                    counts[key[1]] = counts.get(key[1], 0) + 1
+        except tf.errors.OpError as exc:
+            raise ValueError(f"{path}: unreadable record file ({exc.message})") from None
+    return np.asarray(keep, bool), np.asarray(labels, np.int64), counts
+
+
+def decode_domain_example(serialized: tf.Tensor, image_size: int) -> Dict[str, tf.Tensor]:
+    """Serialised pair/healthy Example → {"image": [S,S,1] in [-1,1] resized to image_size, "label", "image_id"}."""
+    f = tf.io.parse_single_example(serialized, _IMAGE_FEATURES)
+    img = tf.cast(tf.io.decode_png(f["image/encoded"], channels=1), tf.float32)
+    img = tf.image.resize(img, [image_size, image_size], method="area", antialias=True)
+    img = tf.ensure_shape(img / 127.5 - 1.0, [image_size, image_size, 1])
+    return {"image": img, "label": f["label"], "image_id": f["image/id"]}
+
+
+def stargan_dataset(records_dir, cfg: StarGANConfig, split: str = "train", seed: int = 0,
+                    training: bool = True, batch_size: Optional[int] = None) -> tf.data.Dataset:
+    """Batches of {"image", "label", "image_id"} from the 7 domains (no masks, no boxes).
+
+    Domain 0 = healthy_{split}.tfrecord, domains 1..6 = the finding labels of pairs_{split}
+    (deduplicated per image and label, see ``domain_index``). Images are resized to
+    ``cfg.image_size``. ``training``: shuffle, repeat, random left-right flip if ``cfg.augment``
+    (the official StarGAN augmentation), and drop the last partial batch.
+    """
+    paths = domain_records(records_dir, split)
+    keep, _, counts = domain_index(paths)
+    if not keep.any():
+        raise ValueError(f"{records_dir}: no {split} images in {', '.join(paths)}")
+    n = int(keep.sum())
+    keep_t = tf.constant(keep)
+
+    def kept(index, serialized):
+        return tf.gather(keep_t, index)
+
+    def record(index, serialized):
+        return serialized
+
+    ds = tf.data.TFRecordDataset(list(paths)).enumerate().filter(kept).map(record)
+    if training:
+        ds = ds.shuffle(min(n, 4096), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.map(lambda s: decode_domain_example(s, cfg.image_size), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and cfg.augment:
+        ds = ds.map(lambda ex: {**ex, "image": tf.image.random_flip_left_right(ex["image"], seed=seed)},
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size or cfg.batch_size, drop_remainder=training)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry entry points (cxr_keras/models/registry.py: "stargan")
+# --------------------------------------------------------------------------------------------
+def build_model(cfg: StarGANConfig, strategy: Optional[tf.distribute.Strategy] = None) -> StarGAN:
+    """A compiled, fully built StarGAN under ``strategy`` (float32 only: WGAN-GP's double backprop
+    is not loss-scaled here, so a mixed-precision policy is refused rather than silently unstable)."""
+    policy = tf.keras.mixed_precision.global_policy().name
+    if policy != "float32":
+        raise ValueError(f"StarGAN supports float32 only, not the {policy!r} policy (drop --mixed-precision)")
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        return build_stargan(cfg)
+
+
+def make_dataset(records_dir, cfg: StarGANConfig, seed: int = 0, split: str = "train") -> tf.data.Dataset:
+    """Infinite shuffled batches {image, label} of the 7 domains for ``train_step``."""
+    ds = stargan_dataset(records_dir, cfg, split=split, seed=seed, training=True)
+    return ds.map(lambda b: {"image": b["image"], "label": b["label"]})
+
+
+def config_from_preset(pipeline_cfg) -> StarGANConfig:
+    """The ``stargan`` stage config of a preset."""
+    return pipeline_cfg.stargan
+
+
+def synthesize(run_dir, records_dir, out_dir, **options) -> Dict:
+    """Write SYN/ from a StarGAN run (see ``cxr_keras.stargan_synthesis.synthesize_stargan``)."""
+    from cxr_keras.stargan_synthesis import synthesize_stargan
+
+    return synthesize_stargan(run_dir, records_dir, out_dir, **options)
