@@ -1,0 +1,224 @@
+#!/usr/bin/env python
+"""Train-step throughput (images/s) of our Pix2Pix next to a tutorial-style tf.keras pix2pix step.
+
+Same architecture (U-Net-256 generator, 70×70 PatchGAN, 1 channel, Adam 2e-4/0.5, λ = 100), random
+tensors, same process; implementations are timed in alternating rounds and the medians compared.
+    python benchmarks/gan_step.py                       # 256×256, batch 1 and 4
+    python benchmarks/gan_step.py --batches 1 --variants ours ours_xla tutorial
+Other GANs plug in with ``register(name, make_step)``: ``make_step(image_size, batch) -> step()``,
+a zero-argument callable that runs one synchronous training step (see ``ours`` below).
+"""
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
+
+import argparse
+import os
+import statistics
+import time
+from typing import Callable, Dict
+
+import tensorflow as tf
+
+VARIANTS: Dict[str, Callable[[int, int], Callable[[], None]]] = {}
+
+
+def register(name: str, make_step: Callable[[int, int], Callable[[], None]]) -> None:
+    """Add an implementation to benchmark (e.g. the StarGAN helper's step)."""
+    VARIANTS[name] = make_step
+
+
+def random_pairs(size: int, batch: int) -> tf.data.Dataset:
+    image = tf.random.uniform([batch, size, size, 1], -1.0, 1.0, seed=1)
+    mask = tf.zeros([batch, size, size, 1]) + tf.pad(tf.ones([batch, size // 2, size // 2, 1]),
+                                                      [[0, 0], [size // 4, size // 4], [size // 4, size // 4], [0, 0]])
+    return tf.data.Dataset.from_tensors({"image": image, "mask": mask}).repeat().prefetch(2)
+
+
+# -- ours: cxr_keras Pix2Pix through the training loop's compiled step ---------------------------------
+def _ours(jit: bool, norm: str = "instance", one_call: bool = False):
+    def make(size: int, batch: int):
+        from cxr_keras.config import Pix2PixConfig
+        from cxr_keras.models.pix2pix import build_model
+
+        model = build_model(Pix2PixConfig(image_size=size, batch_size=batch, jit_compile=jit, norm=norm,
+                                          disc_one_call=one_call))
+        it = iter(random_pairs(size, batch))
+        fn = model.make_train_function()
+        return lambda: float(fn(it)["g_loss"])  # the loop reads the losses every step too
+    return make
+
+
+register("ours", _ours(False))
+register("ours_xla", _ours(True))
+register("ours_batchnorm", _ours(False, "batch"))
+register("ours_one_d_call", _ours(False, one_call=True))
+
+
+# -- the tutorial way (tensorflow.org/tutorials/generative/pix2pix), 1 channel ------------------------
+def _downsample(filters, size, apply_batchnorm=True):
+    init = tf.random_normal_initializer(0.0, 0.02)
+    result = tf.keras.Sequential()
+    result.add(tf.keras.layers.Conv2D(filters, size, strides=2, padding="same", kernel_initializer=init,
+                                      use_bias=False))
+    if apply_batchnorm:
+        result.add(tf.keras.layers.BatchNormalization())
+    result.add(tf.keras.layers.LeakyReLU())
+    return result
+
+
+def _upsample(filters, size, apply_dropout=False):
+    init = tf.random_normal_initializer(0.0, 0.02)
+    result = tf.keras.Sequential()
+    result.add(tf.keras.layers.Conv2DTranspose(filters, size, strides=2, padding="same", kernel_initializer=init,
+                                               use_bias=False))
+    result.add(tf.keras.layers.BatchNormalization())
+    if apply_dropout:
+        result.add(tf.keras.layers.Dropout(0.5))
+    result.add(tf.keras.layers.ReLU())
+    return result
+
+
+def tutorial_generator(size: int = 256):
+    inputs = tf.keras.layers.Input(shape=[size, size, 1])
+    down_stack = [_downsample(64, 4, apply_batchnorm=False), _downsample(128, 4), _downsample(256, 4),
+                  _downsample(512, 4), _downsample(512, 4), _downsample(512, 4), _downsample(512, 4),
+                  _downsample(512, 4)]
+    up_stack = [_upsample(512, 4, apply_dropout=True), _upsample(512, 4, apply_dropout=True),
+                _upsample(512, 4, apply_dropout=True), _upsample(512, 4), _upsample(256, 4), _upsample(128, 4),
+                _upsample(64, 4)]
+    last = tf.keras.layers.Conv2DTranspose(1, 4, strides=2, padding="same",
+                                           kernel_initializer=tf.random_normal_initializer(0.0, 0.02),
+                                           activation="tanh")
+    x = inputs
+    skips = []
+    for down in down_stack:
+        x = down(x)
+        skips.append(x)
+    for up, skip in zip(up_stack, reversed(skips[:-1])):
+        x = up(x)
+        x = tf.keras.layers.Concatenate()([x, skip])
+    return tf.keras.Model(inputs=inputs, outputs=last(x))
+
+
+def tutorial_discriminator(size: int = 256):
+    init = tf.random_normal_initializer(0.0, 0.02)
+    inp = tf.keras.layers.Input(shape=[size, size, 1], name="input_image")
+    tar = tf.keras.layers.Input(shape=[size, size, 1], name="target_image")
+    x = tf.keras.layers.concatenate([inp, tar])
+    down1 = _downsample(64, 4, False)(x)
+    down2 = _downsample(128, 4)(down1)
+    down3 = _downsample(256, 4)(down2)
+    zero_pad1 = tf.keras.layers.ZeroPadding2D()(down3)
+    conv = tf.keras.layers.Conv2D(512, 4, strides=1, kernel_initializer=init, use_bias=False)(zero_pad1)
+    batchnorm1 = tf.keras.layers.BatchNormalization()(conv)
+    leaky_relu = tf.keras.layers.LeakyReLU()(batchnorm1)
+    zero_pad2 = tf.keras.layers.ZeroPadding2D()(leaky_relu)
+    last = tf.keras.layers.Conv2D(1, 4, strides=1, kernel_initializer=init)(zero_pad2)
+    return tf.keras.Model(inputs=[inp, tar], outputs=last)
+
+
+def tutorial(size: int, batch: int):
+    generator, discriminator = tutorial_generator(size), tutorial_discriminator(size)
+    loss_object = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+    g_opt = tf.keras.optimizers.Adam(2e-4, beta_1=0.5)
+    d_opt = tf.keras.optimizers.Adam(2e-4, beta_1=0.5)
+
+    @tf.function
+    def train_step(input_image, target):
+        with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
+            gen_output = generator(input_image, training=True)
+            disc_real_output = discriminator([input_image, target], training=True)
+            disc_generated_output = discriminator([input_image, gen_output], training=True)
+            gan_loss = loss_object(tf.ones_like(disc_generated_output), disc_generated_output)
+            l1_loss = tf.reduce_mean(tf.abs(target - gen_output))
+            gen_total_loss = gan_loss + 100 * l1_loss
+            real_loss = loss_object(tf.ones_like(disc_real_output), disc_real_output)
+            generated_loss = loss_object(tf.zeros_like(disc_generated_output), disc_generated_output)
+            disc_loss = real_loss + generated_loss
+        g_opt.apply_gradients(zip(gen_tape.gradient(gen_total_loss, generator.trainable_variables),
+                                  generator.trainable_variables))
+        d_opt.apply_gradients(zip(disc_tape.gradient(disc_loss, discriminator.trainable_variables),
+                                  discriminator.trainable_variables))
+        return gen_total_loss
+
+    it = iter(random_pairs(size, batch).map(lambda b: (b["image"] * b["mask"], b["image"])))
+
+    def step():
+        x, y = next(it)
+        return float(train_step(x, y))
+    return step
+
+
+register("tutorial", tutorial)
+
+
+# -- StarGAN baseline (cxr_keras.models.stargan) through the training loop's compiled step -------------
+def stargan(size: int, batch: int):
+    """One call = one full cycle of n_critic train steps (n_critic critic updates + 1 generator update),
+    so the images/s average the cheap critic-only steps and the expensive generator step fairly."""
+    from cxr_keras.config import StarGANConfig
+    from cxr_keras.models.stargan import N_DOMAINS, build_model
+
+    cfg = StarGANConfig(image_size=size, batch_size=batch)
+    model = build_model(cfg)
+    image = tf.random.uniform([batch, size, size, 1], -1.0, 1.0, seed=1)
+    label = tf.random.uniform([batch], 0, N_DOMAINS, dtype=tf.int64, seed=2)
+    it = iter(tf.data.Dataset.from_tensors({"image": image, "label": label}).repeat().prefetch(2))
+    fn = model.make_train_function()
+
+    def step():
+        for _ in range(cfg.n_critic):
+            out = fn(it)
+        return float(out["d_loss"])
+    step.batches_per_call = cfg.n_critic
+    return step
+
+
+register("stargan", stargan)
+
+
+def measure(step: Callable[[], None], n: int) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        step()
+    return time.perf_counter() - t
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--variants", nargs="+", default=["ours", "tutorial"], help=f"of {sorted(VARIANTS)}")
+    p.add_argument("--baseline", default="tutorial")
+    p.add_argument("--steps", type=int, default=4, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
+    p.add_argument("--warmup", type=int, default=2)
+    a = p.parse_args(argv)
+    unknown = [v for v in a.variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}; known: {sorted(VARIANTS)}")
+
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, load average at start "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'size':>5} {'batch':>5} {'variant':>16} {'images/s':>9} {'vs ' + a.baseline:>12}  rounds (images/s)")
+    for batch in a.batches:
+        steps = {}
+        for name in a.variants:
+            steps[name] = VARIANTS[name](a.image_size, batch)
+            for _ in range(a.warmup):
+                steps[name]()
+        rates = {name: [] for name in a.variants}
+        for _ in range(a.rounds):
+            for name in a.variants:
+                per_call = getattr(steps[name], "batches_per_call", 1)  # StarGAN: n_critic steps per call
+                rates[name].append(a.steps * batch * per_call / measure(steps[name], a.steps))
+        med = {name: statistics.median(r) for name, r in rates.items()}
+        for name in a.variants:
+            ratio = med[name] / med[a.baseline] if a.baseline in med else float("nan")
+            print(f"{a.image_size:>5} {batch:>5} {name:>16} {med[name]:>9.3f} {ratio:>11.2f}x  "
+                  + " ".join(f"{r:.2f}" for r in rates[name]), flush=True)
+        del steps
+    print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Small shared layers for the GANs: instance normalisation and the pix2pix down / up blocks.
+
+Channels-last (NHWC) everywhere: the layout TensorFlow's CPU (oneDNN) kernels are fastest in.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+INIT_STDDEV = 0.02  # pix2pix / DCGAN weight initialisation N(0, 0.02)
+
+
+def conv_init() -> tf.keras.initializers.Initializer:
+    return tf.keras.initializers.RandomNormal(0.0, INIT_STDDEV)
+
+
+class InstanceNormalization(tf.keras.layers.Layer):
+    """Normalise each image and channel over its spatial axes (learned scale and offset).
+
+    Statistics are computed in float32 even under a mixed-precision policy.
+    """
+
+    FUSED_MAX_BATCH = 32  # static batches up to this size use the per-image fused kernel
+
+    def __init__(self, epsilon: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        c = int(input_shape[-1])
+        self.gamma = self.add_weight(name="gamma", shape=(c,), initializer=tf.keras.initializers.RandomNormal(1.0, INIT_STDDEV))
+        self.beta = self.add_weight(name="beta", shape=(c,), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, x):
+        x32 = tf.cast(x, tf.float32)
+        gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
+        batch = x.shape[0]
+        if batch is not None and 1 <= batch <= self.FUSED_MAX_BATCH:
+            # For one image, instance norm *is* training-mode batch norm: the fused kernel (forward
+            # and gradient) per image is 1.2–2× faster on CPU than the moments graph below.
+            parts = tf.split(x32, batch, axis=0) if batch > 1 else [x32]
+            ys = [tf.compat.v1.nn.fused_batch_norm(p, gamma, beta, epsilon=self.epsilon, is_training=True)[0]
+                  for p in parts]
+            y = tf.concat(ys, axis=0) if batch > 1 else ys[0]
+            return tf.cast(y, self.compute_dtype)
+        mean, var = tf.nn.moments(x32, axes=[1, 2], keepdims=True)
+        y = tf.nn.batch_normalization(x32, mean, var, beta, gamma, self.epsilon)
+        return tf.cast(y, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+def make_norm(kind: str, name: str) -> tf.keras.layers.Layer:
+    """``instance`` or ``batch`` normalisation (pix2pix default init: scale ~ N(1, 0.02))."""
+    if kind == "instance":
+        return InstanceNormalization(name=name)
+    if kind == "batch":
+        return tf.keras.layers.BatchNormalization(
+            momentum=0.9, epsilon=1e-5, gamma_initializer=tf.keras.initializers.RandomNormal(1.0, INIT_STDDEV),
+            name=name)
+    raise ValueError(f"unknown normalisation {kind!r}; use 'instance' or 'batch'")
+
+
+class DownBlock(tf.keras.layers.Layer):
+    """Conv 4×4 stride 2 → (norm) → LeakyReLU(0.2): one U-Net encoder step (halves H and W)."""
+
+    def __init__(self, filters: int, norm: str = "instance", use_norm: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.norm_kind, self.use_norm = filters, norm, use_norm
+        self.conv = tf.keras.layers.Conv2D(filters, 4, strides=2, padding="same", use_bias=not use_norm,
+                                           kernel_initializer=conv_init(), name="conv")
+        self.norm = make_norm(norm, "norm") if use_norm else None
+
+    def call(self, x, training=None):
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x, training=training)
+        return tf.nn.leaky_relu(x, 0.2)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "norm": self.norm_kind,
+                "use_norm": self.use_norm}
+
+
+class UpBlock(tf.keras.layers.Layer):
+    """Transposed conv 4×4 stride 2 → norm → (dropout) → ReLU: one U-Net decoder step (doubles H, W).
+
+    Dropout is active when ``dropout_active`` is true, independently of ``training`` (which only drives
+    batch normalisation), so that sampling can keep dropout on as the authors' code does.
+    """
+
+    def __init__(self, filters: int, norm: str = "instance", dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.norm_kind, self.rate = filters, norm, dropout
+        self.conv = tf.keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False,
+                                                    kernel_initializer=conv_init(), name="deconv")
+        self.norm = make_norm(norm, "norm")
+        self.dropout = tf.keras.layers.Dropout(dropout, name="dropout") if dropout > 0 else None
+
+    def call(self, x, training=None, dropout_active=None):
+        x = self.conv(x)
+        x = self.norm(x, training=training)
+        if self.dropout is not None:
+            x = self.dropout(x, training=bool(dropout_active) if dropout_active is not None else training)
+        return tf.nn.relu(x)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "norm": self.norm_kind, "dropout": self.rate}
