@@ -21,6 +21,9 @@ from cxr_keras.io_utils import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
+# TensorFlow start-up chatter kept out of the console (it stays in the stage's log).
+NOISE = ("tensorflow/", "stream_executor", "cuda", "TensorRT", "rebuild TensorFlow", "AVX", "oneDNN",
+         "WARNING:", "warnings.warn", "Warning:")
 
 
 @dataclass
@@ -71,9 +74,10 @@ def plan(cfg: PipelineConfig, out: Path, nih_root: Optional[Path] = None, kind: 
     for model in ("pix2pix", "pix2pix_n"):
         stages.append(Stage(f"synthesize_{model}", [
             "synthesize.py", "--run", gan / model, "--records", rec, "--count", cfg.synthesis.count,
-            "--out", syn / model, "--seed", seed], syn / model))
+            "--outputs-per-input", cfg.synthesis.outputs_per_input, "--out", syn / model, "--seed", seed],
+            syn / model))
         stages.append(Stage(f"evaluate_{model}", [
-            "evaluate_gan.py", "--run", gan / model, "--records", rec], gan / model / "eval"))
+            "evaluate_gan.py", "--run", gan / model, "--records", rec], gan / model))
     stages.append(Stage("synthesize_stargan", [
         "synthesize.py", "--run", gan / "stargan", "--records", rec,
         "--per-finding", cfg.synthesis.stargan_per_finding, "--out", syn / "stargan", "--seed", seed],
@@ -125,7 +129,7 @@ def run_stage(out: Path, stage: Stage, index: int, total: int, env: dict) -> flo
             fh.write(line)
             fh.flush()
             text = line.decode(errors="replace").rstrip()
-            if text and not text.startswith(("WARNING:", "I0", "W0")) and "tensorflow/" not in text:
+            if text and not any(n in text for n in NOISE):
                 print(f"    {text[-160:]}", flush=True)
         code = proc.wait()
     seconds = time.time() - t0
@@ -149,7 +153,7 @@ def run_pipeline(out: os.PathLike, preset_name: str = "demo", nih_root: Optional
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages: {[s.name for s in stages]}")
     env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python", TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore")
     atomic_write_text(out / "pipeline.json", json.dumps(
         {"preset": preset_name, "nih_root": str(nih_root) if nih_root else None, "kind": kind,
          "seed": seed, "stages": [s.name for s in stages]}, indent=1))

@@ -296,7 +296,8 @@ def sample_healthy(
     want = n_train + n_test
     rng = random.Random(seed + 1)
     chosen = rng.sample(pool, min(want, len(pool)))
-    n_tr = min(n_train, len(chosen))
+    # Too few healthy images for both: share what there is in proportion, so the test split is not empty.
+    n_tr = n_train if len(chosen) == want else min(n_train, round(len(chosen) * n_train / max(want, 1)))
     return [{"image": im, "split": "train" if i < n_tr else "test"} for i, im in enumerate(chosen)]
 
 

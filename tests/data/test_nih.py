@@ -127,3 +127,14 @@ def test_find_images_accepts_both_layouts(tmp_path):
     (tmp_path / "images_002" / "images").mkdir(parents=True)
     (tmp_path / "images_002" / "images" / "b.png").write_bytes(b"x")
     assert set(nih.find_images(tmp_path)) == {"a.png", "b.png"}
+
+
+def test_scarce_healthy_images_are_shared_between_train_and_test():
+    import pandas as pd
+
+    entries = pd.DataFrame({"image": [f"h{i}.png" for i in range(12)], "labels": [("No Finding",)] * 12})
+    got = nih.sample_healthy(entries, n_train=12, n_test=5, seed=0)
+    splits = [h["split"] for h in got]
+    assert len(got) == 12 and splits.count("test") >= 3 and splits.count("train") >= 7
+    full = nih.sample_healthy(entries, n_train=7, n_test=5, seed=0)
+    assert [h["split"] for h in full].count("test") == 5
