@@ -74,6 +74,7 @@ class Pix2PixConfig:
     norm: str = "instance"  # "instance" (= the authors' batch-1 BatchNorm in train mode) or "batch"
     disc_layers: int = 3  # PatchGAN depth: 3 gives the 70×70 receptive field
     jit_compile: bool = False  # XLA for the train step (see docs/performance.md)
+    disc_one_call: bool = False  # D on real and fake pairs in one batched call (slower here, see docs/performance.md)
     shuffle_buffer: int = 4096  # serialized records (PNG bytes), so cheap to hold
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)  # set from the preset
 
@@ -181,15 +182,17 @@ def _demo() -> PipelineConfig:
         records=RecordsConfig(image_size=256),
         pix2pix=Pix2PixConfig(steps=1500, batch_size=4, gen_filters=32, disc_filters=32,
                               log_every=50, image_every=500, checkpoint_every=500),
-        stargan=StarGANConfig(image_size=128, steps=600, batch_size=8, gen_filters=32,
-                              disc_filters=32, log_every=50, image_every=300,
-                              checkpoint_every=300),
+        # A 4-layer critic at 128 px: the deep 512→1024 critic layers dominate CPU time.
+        stargan=StarGANConfig(image_size=128, steps=500, batch_size=4, gen_filters=16,
+                              disc_filters=32, disc_layers=4, log_every=50, image_every=250,
+                              checkpoint_every=250),
         synthesis=SynthesisConfig(count=200, stargan_per_finding=25),
-        detection=DetectionConfig(feature_extractor="faster_rcnn_resnet50_keras", steps=300,
-                                  eval_steps=(100, 200, 300), window=50, checkpoint_every=50),
+        detection=DetectionConfig(feature_extractor="faster_rcnn_resnet50_keras", steps=60,
+                                  eval_steps=(20, 40, 60), window=0, checkpoint_every=20,
+                                  first_stage_max_proposals=32, second_stage_batch_size=16),
         study=StudyConfig(per_finding=10, judge_epochs=8),
         phantom_limit=300,
-        phantom_healthy=200,
+        phantom_healthy=290,  # 200 train + 86 test (healthy_test_count) + spare
     )
 
 
@@ -206,11 +209,12 @@ def _quick() -> PipelineConfig:
                               image_every=2, checkpoint_every=2),
         synthesis=SynthesisConfig(count=12, outputs_per_input=2, stargan_per_finding=2),
         detection=DetectionConfig(feature_extractor="faster_rcnn_resnet50_keras", steps=2,
-                                  eval_steps=(2,), window=1, checkpoint_every=1,
+                                  eval_steps=(2,), window=0, checkpoint_every=2,
+                                  first_stage_max_proposals=16, second_stage_batch_size=8,
                                   protocols=("ori", "ori_pix2pix")),
         study=StudyConfig(per_finding=2, judge_epochs=2),
         phantom_limit=24,
-        phantom_healthy=12,
+        phantom_healthy=18,  # 12 train + 5 test + spare
     )
 
 

@@ -1,0 +1,214 @@
+"""One Faster R-CNN pipeline.config per detection protocol, rendered from a single template.
+
+Protocols (Table 2 of the paper): ``ori`` trains on the real training annotations only;
+``ori_pix2pix`` / ``ori_pix2pix_n`` / ``ori_stargan`` add the synthetic images of one generator.
+Every protocol gets exactly the same model and training settings; only ``input_path`` differs.
+"""
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Dict, Mapping, Optional, Sequence, Union
+
+from cxr_keras.config import FINDINGS, DetectionConfig
+from cxr_keras.io_utils import atomic_write_text
+
+PathLike = Union[str, os.PathLike]
+
+# protocol -> the synthetic sets (keys of ``synthetic``) added to the real training records
+PROTOCOLS: Dict[str, Sequence[str]] = {
+    "ori": (),
+    "ori_pix2pix": ("pix2pix",),
+    "ori_pix2pix_n": ("pix2pix_n",),
+    "ori_stargan": ("stargan",),
+}
+RECORD_FILES = ("det_train.tfrecord", "det_test.tfrecord", "label_map.pbtxt")
+SYN_RECORD = "detection.tfrecord"
+TEMPLATE = "faster_rcnn.config"
+
+# Second-stage crop geometry per backbone family, as in the OD API's own sample configs.
+_CROP = {"inception": (17, 1, 1), "resnet": (14, 2, 2)}
+
+
+class ConfigInputError(ValueError):
+    """An input of make_od_configs (records folder, synthetic folder, template) is unusable."""
+
+
+def template_text() -> str:
+    """The pipeline template shipped in ``cxr_keras/detection/templates``."""
+    return (resources.files("cxr_keras.detection") / "templates" / TEMPLATE).read_text()
+
+
+def _crop_geometry(feature_extractor: str):
+    for family, geometry in _CROP.items():
+        if family in feature_extractor:
+            return geometry
+    raise ConfigInputError(f"no second-stage crop settings for feature extractor {feature_extractor!r} "
+                           f"(Faster R-CNN Keras extractors with 'inception' or 'resnet' are supported)")
+
+
+def render_pipeline_config(
+    cfg: DetectionConfig,
+    train_paths: Sequence[PathLike],
+    eval_path: PathLike,
+    label_map_path: PathLike,
+    protocol: str = "ori",
+    preset: str = "paper",
+    num_classes: int = len(FINDINGS),
+    steps: Optional[int] = None,
+) -> str:
+    """Fill the template for one protocol (paths are made absolute)."""
+    if not train_paths:
+        raise ConfigInputError(f"protocol {protocol}: no training records")
+    if cfg.second_stage_batch_size > cfg.first_stage_max_proposals:
+        raise ConfigInputError(
+            f"second_stage_batch_size ({cfg.second_stage_batch_size}) must not exceed "
+            f"first_stage_max_proposals ({cfg.first_stage_max_proposals})")
+    crop, pool_kernel, pool_stride = _crop_geometry(cfg.feature_extractor)
+    fine_tune = ""
+    if cfg.fine_tune_checkpoint:
+        fine_tune = (f'  fine_tune_checkpoint: "{_abs(cfg.fine_tune_checkpoint)}"\n'
+                     f'  fine_tune_checkpoint_type: "{cfg.fine_tune_checkpoint_type}"\n'
+                     f'  fine_tune_checkpoint_version: V2\n')
+    values = {
+        "protocol": protocol,
+        "preset": preset,
+        "num_classes": int(num_classes),
+        "image_size": int(cfg.image_size),
+        "feature_extractor": cfg.feature_extractor,
+        "max_proposals": int(cfg.first_stage_max_proposals),
+        "second_stage_batch_size": int(cfg.second_stage_batch_size),
+        "initial_crop_size": crop,
+        "maxpool_kernel_size": pool_kernel,
+        "maxpool_stride": pool_stride,
+        "batch_size": int(cfg.batch_size),
+        "num_steps": int(steps if steps is not None else cfg.steps),
+        "learning_rate": repr(float(cfg.learning_rate)),
+        "fine_tune": fine_tune,
+        "label_map_path": _abs(label_map_path),
+        "train_input_paths": "\n".join(f'    input_path: "{_abs(p)}"' for p in train_paths),
+        "eval_input_path": _abs(eval_path),
+    }
+    return Template(template_text()).substitute(values)
+
+
+def _abs(path: PathLike) -> str:
+    return Path(path).expanduser().resolve().as_posix()
+
+
+def check_records_dir(records_dir: PathLike) -> Dict[str, Path]:
+    """Return the detection files of a RECORDS folder, or say which one is missing."""
+    records_dir = Path(records_dir)
+    if not records_dir.is_dir():
+        raise ConfigInputError(f"{records_dir}: records folder does not exist")
+    found = {}
+    for name in RECORD_FILES:
+        path = records_dir / name
+        if not path.is_file() or path.stat().st_size == 0:
+            raise ConfigInputError(f"{path}: missing or empty (run scripts/make_tfrecords.py first)")
+        found[name] = path
+    return found
+
+
+def synthetic_record(name: str, syn_dir: PathLike) -> Path:
+    """The OD record of one SYN folder, with a clear error if the folder has none."""
+    path = Path(syn_dir) / SYN_RECORD
+    if not path.is_file() or path.stat().st_size == 0:
+        raise ConfigInputError(f"{path}: synthetic set {name!r} has no {SYN_RECORD} "
+                               f"(run scripts/synthesize.py for it first)")
+    return path
+
+
+def protocol_inputs(protocol: str, records: Mapping[str, Path],
+                    synthetic: Mapping[str, PathLike]) -> list:
+    """Training records of one protocol: the real det_train plus its synthetic sets."""
+    if protocol not in PROTOCOLS:
+        raise ConfigInputError(f"unknown protocol {protocol!r}; choose from {sorted(PROTOCOLS)}")
+    paths = [records["det_train.tfrecord"]]
+    for name in PROTOCOLS[protocol]:
+        if name not in synthetic:
+            raise ConfigInputError(f"protocol {protocol} needs --synthetic {name}=SYN_DIR")
+        paths.append(synthetic_record(name, synthetic[name]))
+    return paths
+
+
+def make_od_configs(
+    records_dir: PathLike,
+    out_dir: PathLike,
+    cfg: DetectionConfig,
+    synthetic: Optional[Mapping[str, PathLike]] = None,
+    protocols: Optional[Sequence[str]] = None,
+    preset: str = "paper",
+    steps: Optional[int] = None,
+) -> Dict[str, Path]:
+    """Write ``OUT/<protocol>.config`` for each protocol and ``OUT/protocols.json``; return the paths.
+
+    ``protocols`` defaults to ``cfg.protocols`` plus ``ori_stargan`` when a StarGAN set is given.
+    """
+    synthetic = dict(synthetic or {})
+    unknown = set(synthetic) - {n for names in PROTOCOLS.values() for n in names}
+    if unknown:
+        raise ConfigInputError(f"unknown synthetic set(s) {sorted(unknown)}; "
+                               f"use pix2pix, pix2pix_n or stargan")
+    if protocols is None:
+        protocols = list(cfg.protocols)
+        if "stargan" in synthetic and "ori_stargan" not in protocols:
+            protocols.append("ori_stargan")
+    records = check_records_dir(records_dir)
+    out_dir = Path(out_dir)
+    written: Dict[str, Path] = {}
+    summary = {}
+    for protocol in protocols:
+        train_paths = protocol_inputs(protocol, records, synthetic)
+        text = render_pipeline_config(cfg, train_paths, records["det_test.tfrecord"],
+                                      records["label_map.pbtxt"], protocol=protocol,
+                                      preset=preset, steps=steps)
+        path = out_dir / f"{protocol}.config"
+        atomic_write_text(path, text)
+        written[protocol] = path
+        summary[protocol] = {"config": _abs(path), "train": [_abs(p) for p in train_paths],
+                             "test": _abs(records["det_test.tfrecord"])}
+    atomic_write_text(out_dir / "protocols.json", json.dumps(
+        {"preset": preset, "steps": int(steps if steps is not None else cfg.steps),
+         "protocols": summary}, indent=2))
+    return written
+
+
+def config_preset(path: PathLike) -> Optional[str]:
+    """The preset named in the header of a config rendered by this module (None if absent)."""
+    import re
+
+    try:
+        head = Path(path).read_text(errors="replace")[:2000]
+    except OSError:
+        return None
+    match = re.search(r"^#.*\bpreset:\s*(\w+)", head, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def load_pipeline_configs(path: PathLike) -> dict:
+    """Parse a pipeline.config with the OD API (dict of model/train_config/... protos)."""
+    from cxr_keras.detection import od_compat
+
+    od_compat.require_od_api()
+    from google.protobuf import text_format
+    from object_detection.utils import config_util
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigInputError(f"{path}: pipeline config does not exist")
+    try:
+        return config_util.get_configs_from_pipeline_file(str(path))
+    except text_format.ParseError as exc:
+        raise ConfigInputError(f"{path}: not a valid pipeline config ({exc})") from exc
+
+
+def eval_record_path(configs: dict) -> Path:
+    """The (first) eval input record of parsed pipeline configs."""
+    paths = list(configs["eval_input_configs"][0].tf_record_input_reader.input_path)
+    if not paths:
+        raise ConfigInputError("pipeline config has no eval_input_reader input_path")
+    return Path(paths[0])

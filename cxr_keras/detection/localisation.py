@@ -1,0 +1,371 @@
+"""Correct-location accuracy (ChestX-ray8 / Xing, Ge et al. Table 2), pure numpy.
+
+A ground-truth box counts as correctly located when a detection *of the same finding* in the same
+image overlaps it with IoU > T (T = 0.1 in the paper). Which detections are considered:
+
+* ``top1`` (default): only the highest-scoring detection of that finding in the image; with no
+  detection of the finding the box is missed. This is one box per finding, as a CAM-style
+  localisation would give, so it does not reward flooding the image with boxes.
+* ``any``: every detection of that finding with score >= ``score_threshold``.
+
+Accuracy per finding = correct boxes / ground-truth boxes of that finding; the total is over all
+ground-truth boxes (not a mean of per-finding values). For each evaluation window [s − w, s + w]
+the best checkpoint is reported, either per row (``select="per_finding"``, default: each finding and
+the total take their own best checkpoint in the window) or one checkpoint for the whole column
+(``select="total"``: the checkpoint with the best total accuracy).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from cxr_keras.config import FINDINGS
+from cxr_keras.io_utils import atomic_path, atomic_write_text
+
+PathLike = Union[str, os.PathLike]
+MODES = ("top1", "any")
+SELECTIONS = ("per_finding", "total")
+TOTAL = "Total"
+Counts = Dict[str, Tuple[int, int]]  # finding -> (correct, total); includes TOTAL
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes ``a`` [N,4] and ``b`` [M,4] (ymin, xmin, ymax, xmax) → [N, M].
+
+    Boxes with zero (or negative) area have IoU 0 with everything, touching boxes 0.
+    """
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    ih = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    iw = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = ih * iw
+    union = area_a[:, None] + area_b[None, :] - inter
+    valid = (area_a[:, None] > 0) & (area_b[None, :] > 0) & (union > 0)
+    return np.where(valid, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def correct_location(gt_boxes, gt_labels, boxes, classes, scores, iou_threshold: float = 0.1,
+                     mode: str = "top1", score_threshold: float = 0.0) -> np.ndarray:
+    """Boolean [G]: is each ground-truth box of one image correctly located (IoU > threshold)?"""
+    if mode not in MODES:
+        raise ValueError(f"unknown localisation mode {mode!r}; choose from {MODES}")
+    gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+    gt_labels = np.asarray(gt_labels).reshape(-1)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    classes = np.asarray(classes).reshape(-1)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    if not len(gt_boxes) == len(gt_labels):
+        raise ValueError(f"{len(gt_boxes)} ground-truth boxes but {len(gt_labels)} labels")
+    if not len(boxes) == len(classes) == len(scores):
+        raise ValueError(f"detections disagree: {len(boxes)} boxes, {len(classes)} classes, "
+                         f"{len(scores)} scores")
+    out = np.zeros(len(gt_labels), bool)
+    for label in np.unique(gt_labels):
+        of_label = np.flatnonzero(classes == label)
+        if mode == "top1":
+            chosen = of_label[np.argmax(scores[of_label])][None] if len(of_label) else of_label
+        else:
+            chosen = of_label[scores[of_label] >= score_threshold]
+        if not len(chosen):
+            continue
+        rows = np.flatnonzero(gt_labels == label)
+        out[rows] = (iou(gt_boxes[rows], boxes[chosen]) > iou_threshold).any(axis=1)
+    return out
+
+
+def localisation_counts(results: Iterable, findings: Sequence[str] = FINDINGS,
+                        iou_threshold: float = 0.1, mode: str = "top1",
+                        score_threshold: float = 0.0) -> Counts:
+    """(correct, total) per finding and in total over per-image results (``inference.ImageResult``).
+
+    Ground-truth labels are 1-based indices into ``findings``.
+    """
+    correct = np.zeros(len(findings), np.int64)
+    total = np.zeros(len(findings), np.int64)
+    for r in results:
+        labels = np.asarray(r.gt_labels).reshape(-1)
+        if labels.size and (labels.min() < 1 or labels.max() > len(findings)):
+            raise ValueError(f"{r.filename}: ground-truth label outside 1..{len(findings)}")
+        ok = correct_location(r.gt_boxes, labels, r.boxes, r.classes, r.scores, iou_threshold,
+                              mode, score_threshold)
+        np.add.at(total, labels - 1, 1)
+        np.add.at(correct, labels[ok] - 1, 1)
+    counts = {f: (int(c), int(t)) for f, c, t in zip(findings, correct, total)}
+    counts[TOTAL] = (int(correct.sum()), int(total.sum()))
+    return counts
+
+
+def accuracy(counts: Counts, finding: str = TOTAL) -> float:
+    """correct / total of one row (NaN when the row has no ground truth)."""
+    c, t = counts[finding]
+    return c / t if t else float("nan")
+
+
+def windows(eval_steps: Sequence[int], window: int) -> List[Tuple[int, int, int]]:
+    """(centre, low, high) for each evaluation step: the closed interval [s − w, s + w]."""
+    if window < 0:
+        raise ValueError(f"window must be >= 0, got {window}")
+    return [(int(s), int(s) - int(window), int(s) + int(window)) for s in eval_steps]
+
+
+def in_any_window(step: int, eval_steps: Sequence[int], window: int) -> bool:
+    return any(lo <= step <= hi for _, lo, hi in windows(eval_steps, window))
+
+
+@dataclass
+class WindowBest:
+    """The best scores of one run in one window, per row, and the checkpoint each came from."""
+
+    centre: int
+    counts: Counts  # row -> (correct, total) at the selected checkpoint
+    steps: Dict[str, int]  # row -> selected checkpoint step
+    scored_steps: List[int]  # every checkpoint step found in the window
+
+
+def best_in_window(by_step: Mapping[int, Counts], centre: int, window: int,
+                   select: str = "per_finding") -> Optional[WindowBest]:
+    """Pick the best checkpoint(s) of ``by_step`` in [centre − window, centre + window].
+
+    Ties go to the earliest step. Returns None when no scored checkpoint lies in the window.
+    """
+    if select not in SELECTIONS:
+        raise ValueError(f"unknown selection {select!r}; choose from {SELECTIONS}")
+    steps = sorted(s for s in by_step if centre - window <= s <= centre + window)
+    if not steps:
+        return None
+    rows = list(by_step[steps[0]])
+
+    def best_step(row: str) -> int:
+        values = [accuracy(by_step[s], row) for s in steps]
+        values = [-1.0 if np.isnan(v) else v for v in values]
+        return steps[int(np.argmax(values))]  # argmax returns the first (earliest) maximum
+
+    if select == "total":
+        chosen = best_step(TOTAL)
+        picked = {row: chosen for row in rows}
+    else:
+        picked = {row: best_step(row) for row in rows}
+    return WindowBest(centre, {row: tuple(by_step[picked[row]][row]) for row in rows}, picked, steps)
+
+
+def table2(runs: Mapping[str, Mapping[int, Counts]], eval_steps: Sequence[int], window: int,
+           select: str = "per_finding", findings: Sequence[str] = FINDINGS) -> List[dict]:
+    """Long-form Table 2: one dict per (protocol, window, row) with counts, accuracy, best step."""
+    rows = []
+    for protocol, by_step in runs.items():
+        for centre, _, _ in windows(eval_steps, window):
+            best = best_in_window(by_step, centre, window, select)
+            for row in list(findings) + [TOTAL]:
+                if best is None or row not in best.counts:
+                    rows.append({"protocol": protocol, "window": centre, "finding": row,
+                                 "correct": "", "total": "", "accuracy": "", "best_step": "",
+                                 "checkpoints": 0})
+                    continue
+                c, t = best.counts[row]
+                rows.append({"protocol": protocol, "window": centre, "finding": row,
+                             "correct": c, "total": t,
+                             "accuracy": round(c / t, 4) if t else "",
+                             "best_step": best.steps[row], "checkpoints": len(best.scored_steps)})
+    return rows
+
+
+def table2_markdown(rows: Sequence[dict], iou_threshold: float, window: int, mode: str,
+                    select: str) -> str:
+    """Markdown table: rows = findings + Total, columns = protocol × window (accuracy in %)."""
+    columns = list(dict.fromkeys((r["protocol"], r["window"]) for r in rows))
+    findings = list(dict.fromkeys(r["finding"] for r in rows))
+    cell = {(r["protocol"], r["window"], r["finding"]): r for r in rows}
+    head = ["Finding"] + [f"{p} @{w}" for p, w in columns]
+    lines = [
+        f"Correct-location accuracy (IoU > {iou_threshold}, detections: {mode}, best checkpoint "
+        f"per {'row' if select == 'per_finding' else 'column'} in [step ± {window}]).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|",
+    ]
+    for f in findings:
+        vals = []
+        for p, w in columns:
+            r = cell[(p, w, f)]
+            if r["accuracy"] == "":
+                vals.append("–" if r["total"] in ("", 0) else "0.0")
+            else:
+                vals.append(f"{100 * r['accuracy']:.1f} ({r['correct']}/{r['total']})")
+        name = f"**{f}**" if f == TOTAL else f
+        lines.append("| " + " | ".join([name] + vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table2(rows: Sequence[dict], out_dir: PathLike, iou_threshold: float, window: int,
+                 mode: str = "top1", select: str = "per_finding",
+                 stem: str = "table2") -> Tuple[Path, Path]:
+    """Write ``OUT/table2.md`` and ``OUT/table2.csv``; return both paths."""
+    out_dir = Path(out_dir)
+    md = out_dir / f"{stem}.md"
+    csv_path = out_dir / f"{stem}.csv"
+    atomic_write_text(md, table2_markdown(rows, iou_threshold, window, mode, select))
+    buf = io.StringIO()
+    fields = ["protocol", "window", "finding", "correct", "total", "accuracy", "best_step",
+              "checkpoints"]
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(csv_path, buf.getvalue())
+    return md, csv_path
+
+
+def counts_markdown(counts: Counts, title: str) -> str:
+    """A one-column accuracy table (for a single detector, e.g. an exported SavedModel)."""
+    lines = [title, "", "| Finding | Accuracy (%) | Correct | Total |", "|---|---:|---:|---:|"]
+    for row, (c, t) in counts.items():
+        acc = f"{100 * c / t:.1f}" if t else "–"
+        lines.append(f"| {'**Total**' if row == TOTAL else row} | {acc} | {c} | {t} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy(runs: Mapping[str, Mapping[int, Counts]], path: PathLike,
+                  eval_steps: Sequence[int] = (), window: int = 0,
+                  title: str = "Correct-location accuracy") -> Path:
+    """PNG of total accuracy against training step, one line per protocol, windows shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for _, lo, hi in windows(eval_steps, window):
+        ax.axvspan(lo, hi, color="0.9", zorder=0)
+    for protocol, by_step in runs.items():
+        steps = sorted(by_step)
+        acc = [100 * accuracy(by_step[s]) for s in steps]
+        ax.plot(steps, acc, marker="o", markersize=3, label=protocol)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("accuracy, all findings (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+# --- RUN/scores.csv: one row per (checkpoint step, finding) ------------------------------------
+SCORE_FIELDS = ["step", "finding", "correct", "total", "iou", "mode", "score_threshold"]
+
+
+def append_scores(path: PathLike, step: int, counts: Counts, iou_threshold: float, mode: str,
+                  score_threshold: float) -> None:
+    """Append one checkpoint's counts to ``scores.csv`` (rewritten atomically)."""
+    path = Path(path)
+    old = path.read_text() if path.exists() else ""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SCORE_FIELDS)
+    if not old:
+        writer.writeheader()
+    for finding, (c, t) in counts.items():
+        writer.writerow({"step": int(step), "finding": finding, "correct": c, "total": t,
+                         "iou": iou_threshold, "mode": mode, "score_threshold": score_threshold})
+    atomic_write_text(path, old + buf.getvalue())
+
+
+def read_scores(path: PathLike, iou_threshold: Optional[float] = None, mode: Optional[str] = None,
+                score_threshold: Optional[float] = None) -> Dict[int, Counts]:
+    """``scores.csv`` → {step: counts}, keeping only rows of the given metric settings."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no scores file")
+    out: Dict[int, Counts] = {}
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"step", "finding", "correct", "total"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                if iou_threshold is not None and not np.isclose(float(row["iou"]), iou_threshold):
+                    continue
+                if mode is not None and row["mode"] != mode:
+                    continue
+                if (mode == "any" and score_threshold is not None
+                        and not np.isclose(float(row["score_threshold"]), score_threshold)):
+                    continue
+                out.setdefault(int(row["step"]), {})[row["finding"]] = (int(row["correct"]),
+                                                                      int(row["total"]))
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ValueError(f"{path}:{line}: bad scores row {row} ({exc})") from exc
+    return out
+
+
+# --- RUN folders of train.py ---------------------------------------------------------------------
+def run_protocol_name(run_dir: PathLike) -> str:
+    """The protocol of a run: ``RUN/protocol.json`` or else the folder name."""
+    import json
+
+    run_dir = Path(run_dir)
+    meta = run_dir / "protocol.json"
+    if meta.is_file():
+        try:
+            return str(json.loads(meta.read_text())["protocol"])
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"{meta}: unreadable protocol.json ({exc})") from exc
+    return run_dir.name
+
+
+def run_counts(run_dir: PathLike, iou_threshold: float = 0.1, mode: str = "top1",
+               score_threshold: float = 0.0, findings: Sequence[str] = FINDINGS) -> Dict[int, Counts]:
+    """{step: counts} of one run: recomputed from ``detections/step_*.npz`` (any IoU / mode), or
+    read from ``scores.csv`` when the detections are gone (then only its own settings exist)."""
+    from cxr_keras.detection.inference import load_results
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: run folder does not exist")
+    files = sorted((run_dir / "detections").glob("step_*.npz"))
+    if files:
+        out = {}
+        for f in files:
+            try:
+                step = int(f.stem.split("_", 1)[1])
+            except ValueError:
+                raise ValueError(f"{f}: expected a name like step_00005000.npz") from None
+            out[step] = localisation_counts(load_results(f), findings, iou_threshold, mode,
+                                            score_threshold)
+        return out
+    scores = run_dir / "scores.csv"
+    if not scores.is_file():
+        raise FileNotFoundError(f"{run_dir}: neither detections/step_*.npz nor scores.csv "
+                                f"(not a run of scripts/train_detector.py?)")
+    out = read_scores(scores, iou_threshold, mode, score_threshold)
+    if not out:
+        raise ValueError(f"{scores}: no rows for IoU {iou_threshold}, mode {mode} (and no "
+                         f"detections/ to recompute from)")
+    return out
+
+
+def evaluate_runs(run_dirs: Sequence[PathLike], out_dir: PathLike, eval_steps: Sequence[int],
+                  window: int, iou_threshold: float = 0.1, mode: str = "top1",
+                  score_threshold: float = 0.5, select: str = "per_finding",
+                  findings: Sequence[str] = FINDINGS) -> Dict[str, Path]:
+    """Table 2 (markdown + CSV) and the accuracy plot for several runs; returns the paths."""
+    runs: Dict[str, Dict[int, Counts]] = {}
+    for run in run_dirs:
+        name = run_protocol_name(run)
+        if name in runs:
+            name = f"{name} ({Path(run).name})"
+        runs[name] = run_counts(run, iou_threshold, mode, score_threshold, findings)
+    rows = table2(runs, eval_steps, window, select, findings)
+    md, csv_path = write_table2(rows, out_dir, iou_threshold, window, mode, select)
+    png = plot_accuracy(runs, Path(out_dir) / "accuracy_vs_steps.png", eval_steps, window,
+                        title=f"Correct-location accuracy, IoU > {iou_threshold}")
+    return {"markdown": md, "csv": csv_path, "plot": png}

@@ -1,0 +1,103 @@
+"""The one place that adapts the TF Object Detection API 2.8.0.post1 to TensorFlow 2.15.1.
+
+Import this module before TensorFlow / protobuf / ``object_detection``. It does two things and
+nothing else, and doing them twice is harmless:
+
+1. ``PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python``: the OD API ships old-style generated
+   ``*_pb2.py`` files that protobuf 4.x only accepts with the pure-Python implementation
+   (otherwise ``TypeError: Descriptors cannot be created directly``). The variable is read when
+   protobuf is first imported, so it must be set before anything imports protobuf.
+2. Four aliases on ``tensorflow.python.ops.control_flow_ops``: tf_slim 1.1.0 (used by the OD API's
+   record decoder) still calls ``control_flow_ops.case / cond / while_loop / Assert``, which
+   TF >= 2.14 moved to ``control_flow_case``, ``cond``, ``while_loop`` and ``control_flow_assert``.
+
+Launcher, so the OD API's own entry points run unchanged with the shim in place::
+
+    python -m cxr_keras.detection.od_compat model_main_tf2 --pipeline_config_path=... --model_dir=...
+    python -m cxr_keras.detection.od_compat exporter_main_v2 --input_type=image_tensor ...
+
+(a bare name is looked up as ``object_detection.<name>``; a dotted name is used as is).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
+
+# (old name on control_flow_ops, module that holds it now, attribute there)
+_ALIASES = (
+    ("case", "tensorflow.python.ops.control_flow_case", "case"),
+    ("cond", "tensorflow.python.ops.cond", "cond"),
+    ("while_loop", "tensorflow.python.ops.while_loop", "while_loop"),
+    ("Assert", "tensorflow.python.ops.control_flow_assert", "Assert"),
+)
+_installed = False
+
+
+class ODAPIUnavailable(ImportError):
+    """The TF Object Detection API (tf-models-research-object-detection) is not importable."""
+
+
+def install() -> None:
+    """Set the protobuf variable and the tf_slim aliases (idempotent; call before OD imports)."""
+    global _installed
+    os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
+    if _installed:
+        return
+    import importlib
+
+    from tensorflow.python.ops import control_flow_ops
+
+    for old, module_name, attr in _ALIASES:
+        if not hasattr(control_flow_ops, old):
+            target = importlib.import_module(module_name)
+            setattr(control_flow_ops, old, getattr(target, attr))
+    _installed = True
+
+
+def require_od_api():
+    """Install the shim and import ``object_detection``, with a clear error if it is missing."""
+    install()
+    from google.protobuf.internal import api_implementation
+
+    if api_implementation.Type() != "python":
+        raise ODAPIUnavailable(
+            f"protobuf was imported with its {api_implementation.Type()!r} implementation before "
+            "cxr_keras.detection.od_compat; the OD API's generated protos need the pure-Python one: "
+            "import cxr_keras.detection.od_compat first or export "
+            "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python")
+    try:
+        import object_detection  # noqa: F401
+        from object_detection import model_lib_v2  # noqa: F401  (imports tf_slim, tf_io, protos)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ODAPIUnavailable(
+            "the TF Object Detection API is not importable "
+            f"({exc}); install requirements/lock.txt (tf-models-research-object-detection=="
+            "2.8.0.post1 with tensorflow==2.15.1, tf-models-official==2.15.0, pillow==9.5.0)"
+        ) from exc
+    import object_detection
+
+    return object_detection
+
+
+def run_entry_point(name: str, argv) -> None:
+    """Run an OD API entry point (``model_main_tf2``, ``exporter_main_v2``…) as ``__main__``."""
+    import runpy
+
+    install()
+    module = name if "." in name else f"object_detection.{name}"
+    sys.argv = [module] + list(argv)
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        raise SystemExit(0 if argv else 2)
+    run_entry_point(argv[0], argv[1:])
+
+
+if __name__ == "__main__":
+    main()
