@@ -91,11 +91,12 @@ def plan(cfg: PipelineConfig, out: Path, nih_root: Optional[Path] = None, kind: 
         protocol_runs.append(run)
         stages.append(Stage(f"detector_{protocol}", [
             "train_detector.py", "--protocol", protocol, "--config",
-            out / "od_configs" / f"{protocol}.config", "--out", run], run))
+            out / "od_configs" / f"{protocol}.config", "--out", run, "--preset", p], run))
     d = cfg.detection
     stages.append(Stage("table2", [
         "evaluate_localisation.py", "--runs", *protocol_runs, "--iou", d.iou,
         "--steps", ",".join(str(s) for s in d.eval_steps), "--window", d.window,
+        "--mode", d.localisation_mode, "--score-threshold", d.score_threshold,
         "--out", out / "table2"], out / "table2"))
     study = out / "study"
     stages.append(Stage("reader_study", [

@@ -68,7 +68,9 @@ def test_paper_faster_rcnn_inception_resnet_v2_trains_two_steps(make_records, tm
     trains for 2 steps on our own records through object_detection.model_lib_v2.train_loop."""
     write_records, _ = make_records
     write_records(tmp_path / "rec", n_train=4, n_test=2)
-    cfg = replace(preset("paper").detection, checkpoint_every=2, eval_steps=())
+    # the paper's network; fewer RPN proposals than its 300/64 only to keep CI time down
+    cfg = replace(preset("paper").detection, checkpoint_every=2, eval_steps=(),
+                  first_stage_max_proposals=32, second_stage_batch_size=16)
     config = make_od_configs(tmp_path / "rec", tmp_path / "od", cfg, protocols=["ori"], steps=2)["ori"]
     assert "type: 'faster_rcnn_inception_resnet_v2_keras'" in config.read_text()
     result = odt.train_protocol(config, tmp_path / "run", cfg, poll_seconds=1)

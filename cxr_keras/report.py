@@ -1,0 +1,229 @@
+"""The run report: sample grids, training curves, fidelity, Table 2, the judge's Table 1, commands, versions.
+
+Reads only what the stages left in RUN_DIR (see ``pipeline.plan``) and writes ``report.md`` and a
+self-contained ``report.html`` (images embedded), so a run folder can be mailed as one file.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import cv2
+import numpy as np
+
+from cxr_keras.config import FINDINGS
+from cxr_keras.io_utils import atomic_path, atomic_write_text
+
+GENERATORS = ("pix2pix", "pix2pix_n", "stargan")
+TILE = 160
+
+
+def _json(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _versions() -> Dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("tensorflow", "tf-models-research-object-detection", "tf-models-official", "numpy",
+                "opencv-python-headless", "nibabel", "Flask"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _tile(img: np.ndarray, label: str, box=None) -> np.ndarray:
+    """A labelled grayscale tile; ``box`` (xmin, ymin, xmax, ymax) in the image's pixels is outlined."""
+    h, w = img.shape[:2]
+    t = cv2.cvtColor(cv2.resize(img, (TILE, TILE), interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2BGR)
+    if box is not None:
+        x0, y0, x1, y1 = (int(round(v * TILE / s)) for v, s in zip(box, (w, h, w, h)))
+        cv2.rectangle(t, (x0, y0), (x1, y1), (0, 200, 255), 1)
+    cv2.putText(t, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+    return t
+
+
+def sample_grid(run: Path) -> Optional[np.ndarray]:
+    """Rows = findings; columns = real y, input x (box only), Pix2Pix, Pix2Pix-N, StarGAN."""
+    syn = {g: _json(run / "syn" / g / "manifest.json") for g in GENERATORS}
+    if not syn.get("pix2pix"):
+        return None
+    from cxr_keras.records.pairs import read_pairs
+
+    rec = run / "records"
+    # keyed by annotation: an image with several boxes has one pair (and one mask) per box
+    real: Dict[int, dict] = {int(ex["ann_id"]): ex
+                             for ex in read_pairs([rec / "pairs_train.tfrecord"]).as_numpy_iterator()}
+    rows = []
+    for finding in FINDINGS:
+        items = [it for it in syn["pix2pix"]["items"] if it.get("finding") == finding
+                 and it.get("ann_ids") and int(it["ann_ids"][0]) in real]
+        if not items:
+            continue
+        item = items[0]
+        ex = real[int(item["ann_ids"][0])]
+        y = ((ex["image"][:, :, 0] + 1) * 127.5).round().astype(np.uint8)
+        x = (y * ex["mask"][:, :, 0]).astype(np.uint8)
+        box = item["boxes"][0] if item.get("boxes") else None
+        tiles = [_tile(y, f"real: {finding}", box), _tile(x, "input x (box only)", box)]
+        for g in GENERATORS:
+            m = syn.get(g)
+            cands = [] if not m else [it for it in m["items"] if it.get("finding") == finding and (
+                g == "stargan" or it.get("ann_ids", [None])[:1] == item["ann_ids"][:1])]
+            if cands:
+                img = cv2.imread(str(run / "syn" / g / cands[0]["file"]), cv2.IMREAD_GRAYSCALE)
+                b = cands[0]["boxes"][0] if cands[0].get("boxes") else None
+                tiles.append(_tile(img, g, b))
+            else:
+                tiles.append(_tile(np.zeros((TILE, TILE), np.uint8), f"{g}: n/a"))
+        rows.append(np.hstack(tiles))
+    return np.vstack(rows) if rows else None
+
+
+def training_curves(run: Path) -> Optional[Path]:
+    """One panel per GAN with its loss columns from ``history.csv``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [(g, run / "gan" / g / "history.csv") for g in GENERATORS if (run / "gan" / g / "history.csv").is_file()]
+    if not runs:
+        return None
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.2), squeeze=False)
+    for ax, (g, path) in zip(axes[0], runs):
+        with open(path) as fh:
+            rows = list(csv.DictReader(fh))
+        if not rows:
+            continue
+        steps = [float(r["step"]) for r in rows]
+        for key in rows[0]:
+            if key == "step" or key.startswith("time") or "per_sec" in key or key == "lr":
+                continue
+            try:
+                ax.plot(steps, [float(r[key]) for r in rows], label=key)
+            except (TypeError, ValueError):
+                continue
+        ax.set_yscale("symlog", linthresh=0.1)  # λ·L1 and WGAN losses span decades and signs
+        ax.set_title(g)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = run / "report_files" / "training_curves.png"
+    out.parent.mkdir(exist_ok=True)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return out
+
+
+def _table(headers: List[str], rows: List[List]) -> str:
+    line = "| " + " | ".join(headers) + " |\n|" + "---|" * len(headers) + "\n"
+    return line + "".join("| " + " | ".join(str(c) for c in r) + " |\n" for r in rows)
+
+
+def _first_text(*paths: Path) -> Optional[str]:
+    for p in paths:
+        if p.is_file():
+            return p.read_text()
+    return None
+
+
+def _fidelity_section(run: Path) -> str:
+    rows = []
+    for g in GENERATORS:
+        m = _json(run / "syn" / g / "manifest.json")
+        if not m:
+            continue
+        fid = m.get("fidelity", {})
+        rows.append([g, len(m.get("items", [])), fid.get("checked", "n/a"), fid.get("failed", "n/a"),
+                     fid.get("max_abs_diff_inside_boxes", fid.get("max_abs_diff", "n/a"))])
+    out = "## Fidelity: pathology pixels untouched\n\n"
+    if rows:
+        out += _table(["generator", "images written", "checked", "failed", "max |Δ| inside boxes"], rows)
+    for g in ("pix2pix", "pix2pix_n"):
+        text = _first_text(*sorted((run / "gan" / g).glob("eval*.md")), run / "gan" / g / "eval" / "eval.md")
+        if text:
+            out += f"\n### {g}: painted region vs the real image (test split)\n\n{text}\n"
+    return out
+
+
+def write_report(run: Path) -> Path:
+    """Write ``report.md`` and ``report.html`` into the run folder; return the HTML path."""
+    run = Path(run)
+    files = run / "report_files"
+    files.mkdir(exist_ok=True)
+    pipe = _json(run / "pipeline.json") or {}
+    md = [f"# cxr_keras run report\n\nRun folder: `{run}` · preset `{pipe.get('preset', '?')}` · "
+          f"dataset: {pipe.get('nih_root') or 'embedded ' + str(pipe.get('kind', 'ct')) + ' radiographs'} · "
+          f"written {time.strftime('%Y-%m-%d %H:%M')}\n"]
+    man = _json(run / "records" / "manifest.json")
+    if man:
+        c = man["counts"]
+        md.append("## Data\n\n" + _table(
+            ["finding", "train", "test", "total"],
+            [[f, v["train"], v["test"], v["total"]] for f, v in c["per_finding"].items()]
+            + [["**all**", c["train"], c["test"], c["annotations"]]])
+            + f"\n{c['images']} images with boxes; healthy {c['healthy']['train']} train / "
+              f"{c['healthy']['test']} test; {c['skipped']} inputs skipped.\n")
+    grid = sample_grid(run)
+    if grid is not None:
+        cv2.imwrite(str(files / "samples.png"), grid)
+        md.append("## Samples per finding\n\nColumns: real image, the generator's input (box only), "
+                  "Pix2Pix, Pix2Pix-N (same source and box), StarGAN (a healthy image translated to the "
+                  "finding).\n\n![samples](report_files/samples.png)\n")
+    curves = training_curves(run)
+    if curves:
+        md.append("## Training curves\n\n![curves](report_files/training_curves.png)\n")
+    md.append(_fidelity_section(run))
+    t2 = _first_text(run / "table2" / "table2.md")
+    if t2:
+        md.append("## Table 2: correct-location accuracy (IoU > T)\n\n" + t2 + "\n")
+        for png in sorted((run / "table2").glob("*.png")):
+            md.append(f"![{png.stem}](table2/{png.name})\n")
+    judge = _first_text(run / "study" / "auto_judge.md")
+    if judge:
+        md.append("## Table 1 by the automatic judge (not radiologists)\n\n" + judge + "\n")
+    cmds = sorted((run / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if cmds:
+        md.append("## Commands\n\n```\n" + "\n".join(
+            f"{(_json(p) or {}).get('command', '')}   # {(_json(p) or {}).get('seconds', '?')} s" for p in cmds)
+            + "\n```\n")
+    md.append("## Versions\n\n" + _table(["package", "version"], [[k, v] for k, v in _versions().items()]))
+    text = "\n".join(md)
+    atomic_write_text(run / "report.md", text)
+    atomic_write_text(run / "report.html", _html(text, run))
+    return run / "report.html"
+
+
+def _html(md_text: str, run: Path) -> str:
+    """Markdown → one self-contained HTML page (images inlined as data URIs)."""
+    import re
+
+    import markdown
+
+    body = markdown.markdown(md_text, extensions=["tables", "fenced_code"])
+
+    def inline(match):
+        src = match.group(1)
+        path = run / src
+        if path.is_file():
+            return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+        return match.group(0)
+
+    body = re.sub(r'src="([^"]+\.png)"', inline, body)
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"
+             "img{max-width:100%}code,pre{background:#f4f4f4}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>cxr_keras report</title>" \
+           f"<style>{style}</style></head><body>{body}</body></html>"
