@@ -187,7 +187,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4])
-    p.add_argument("--variants", nargs="+", default=["ours", "tutorial"], help=f"of {sorted(VARIANTS)}")
+    p.add_argument("--variants", nargs="+", default=["ours", "tutorial", "stargan"],
+                   help=f"of {sorted(VARIANTS)} (the ratio column is only meaningful for pix2pix variants)")
     p.add_argument("--baseline", default="tutorial")
     p.add_argument("--steps", type=int, default=4, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
