@@ -211,7 +211,7 @@ def _quick() -> PipelineConfig:
         detection=DetectionConfig(feature_extractor="faster_rcnn_resnet50_keras", steps=2,
                                   eval_steps=(2,), window=0, checkpoint_every=2,
                                   first_stage_max_proposals=16, second_stage_batch_size=8,
-                                  protocols=("ori", "ori_pix2pix")),
+                                  protocols=("ori",)),  # tests/detection trains two protocols
         study=StudyConfig(per_finding=2, judge_epochs=2),
         phantom_limit=24,
         phantom_healthy=18,  # 12 train + 5 test + spare

@@ -53,6 +53,12 @@ def write_tiny_nih(root: Path, per_finding: int = 3, healthy: int = 4, size: int
 
 
 @pytest.fixture
+def make_tiny_nih():
+    """The folder writer itself, for tests that need other sizes or extra boxes."""
+    return write_tiny_nih
+
+
+@pytest.fixture
 def tiny_nih(tmp_path):
     root = tmp_path / "nih"
     boxes = write_tiny_nih(root)

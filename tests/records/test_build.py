@@ -86,10 +86,9 @@ def test_bad_images_are_converted_or_skipped_with_reasons(tiny_nih, tmp_path):
         np.testing.assert_allclose((pairs[n]["image"][:, :, 0] + 1) * 127.5, small, atol=1.01)
 
 
-def test_boxes_are_clipped_or_skipped(tmp_path):
-    from conftest import write_tiny_nih  # noqa: WPS433 (tests/conftest helper)
+def test_boxes_are_clipped_or_skipped(tmp_path, make_tiny_nih):
     root = tmp_path / "nih"
-    write_tiny_nih(root, per_finding=2, healthy=1, extra_boxes=[
+    make_tiny_nih(root, per_finding=2, healthy=1, extra_boxes=[
         ("80000000_000.png", [("Effusion", 900.0, 900.0, 300.0, 300.0)]),   # partly outside: clipped
         ("80000001_000.png", [("Effusion", 1100.0, 50.0, 30.0, 30.0)]),     # fully outside: skipped
     ])
