@@ -5,6 +5,7 @@ A crash or Ctrl-C therefore never leaves a half-written file where a finished on
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -34,3 +35,15 @@ def atomic_write_bytes(path: os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: os.PathLike, error: type = ValueError, missing: str = "file not found",
+              what: str = ""):
+    """Parse a JSON file, turning a missing or malformed file into ``error`` naming the path."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: {what + ' is ' if what else ''}not valid JSON ({exc})") from None

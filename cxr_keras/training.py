@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from cxr_keras.io_utils import atomic_write_bytes, atomic_write_text
+from cxr_keras.io_utils import atomic_write_bytes, atomic_write_text, read_json
 from cxr_keras.models import registry
 
 CONFIG_FILE = "config.json"
@@ -90,12 +90,7 @@ def is_run(run_dir: os.PathLike) -> bool:
 def read_run_config(run_dir: os.PathLike) -> Dict[str, Any]:
     """RUN/config.json as a dict, with ``cfg`` rebuilt as the model's config dataclass."""
     path = Path(run_dir) / CONFIG_FILE
-    try:
-        info = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TrainingError(f"{path}: not found; {run_dir} is not a training run (scripts/train_gan.py)") from None
-    except json.JSONDecodeError as exc:
-        raise TrainingError(f"{path}: not valid JSON ({exc})") from None
+    info = read_json(path, TrainingError, f"not found; {run_dir} is not a training run (scripts/train_gan.py)")
     for key in ("model", "config"):
         if key not in info:
             raise TrainingError(f"{path}: missing {key!r}")

@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from cxr_keras.config import FINDINGS, HEALTHY, DataConfig
-from cxr_keras.io_utils import atomic_write_text
+from cxr_keras.io_utils import atomic_write_text, read_json
 
 BBOX_NAMES = ("BBox_List_2017.csv", "BBox_List_2017.csv.gz")
 ENTRY_NAMES = (
@@ -207,12 +207,7 @@ class Manifest:
     @classmethod
     def load(cls, path: os.PathLike) -> "Manifest":
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise MetadataError(f"{path}: manifest not found (run scripts/make_tfrecords.py)") from None
-        except json.JSONDecodeError as exc:
-            raise MetadataError(f"{path}: manifest is not valid JSON ({exc})") from exc
+        data = read_json(path, MetadataError, "manifest not found (run scripts/make_tfrecords.py)", "manifest")
         if data.get("version") != MANIFEST_VERSION:
             raise MetadataError(f"{path}: unsupported manifest version {data.get('version')!r}")
         return cls(

@@ -41,16 +41,7 @@ def iter_record(record: PathLike) -> Iterator[dict]:
     record = Path(record)
     if not record.is_file():
         raise RecordError(f"{record}: detection record does not exist")
-    features = {
-        "image/encoded": tf.io.FixedLenFeature([], tf.string),
-        "image/filename": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        "image/source_id": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
-        "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),
-        "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
-        "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
-        "image/object/class/label": tf.io.VarLenFeature(tf.int64),
-    }
+    from cxr_keras.records.detection import DETECTION_FEATURES as features
     index = -1
     try:
         for index, raw in enumerate(tf.data.TFRecordDataset(str(record))):

@@ -92,7 +92,7 @@ def write_label_map(path: PathLike, findings: Sequence[str] = FINDINGS) -> None:
 
 DETECTION_FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
-    "image/filename": tf.io.FixedLenFeature([], tf.string),
+    "image/filename": tf.io.FixedLenFeature([], tf.string, default_value=""),
     "image/source_id": tf.io.FixedLenFeature([], tf.string, default_value=""),
     "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
     "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),

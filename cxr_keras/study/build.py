@@ -23,7 +23,7 @@ import numpy as np
 
 from cxr_keras.config import FINDINGS, StudyConfig
 from cxr_keras.data.images import ImageError, load_gray, to_gray_uint8
-from cxr_keras.io_utils import atomic_write_text
+from cxr_keras.io_utils import atomic_write_text, read_json
 from cxr_keras.study import db as study_db
 from cxr_keras.study.layout import REAL, SOURCE_NAME, STUDY_VERSION, StudyError, paths
 
@@ -80,12 +80,7 @@ def check_source_name(name: str) -> None:
 
 def _read_manifest(folder: Path) -> Dict:
     path = folder / "manifest.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise StudyError(f"{path}: manifest not found ({folder} is not a SYN-like folder)") from None
-    except json.JSONDecodeError as exc:
-        raise StudyError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, StudyError, f"manifest not found ({folder} is not a SYN-like folder)")
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise StudyError(f"{path}: expected an object with an 'items' list")
     return data
