@@ -4,12 +4,13 @@ STUDY_DIR/images/<id>.png is the only folder the web app serves; STUDY_DIR/priva
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List
+
+from cxr_keras.io_utils import read_json
 
 STUDY_VERSION = 1
 REAL = "real"
@@ -67,12 +68,7 @@ def paths(study_dir: os.PathLike) -> StudyPaths:
 
 
 def _load_json(path: Path, what: str) -> Dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise StudyError(f"{path}: {what} not found (run `reader_study.py build` first)") from None
-    except json.JSONDecodeError as exc:
-        raise StudyError(f"{path}: {what} is not valid JSON ({exc})") from None
+    return read_json(path, StudyError, f"{what} not found (run `reader_study.py build` first)", what)
 
 
 def load_study(study_dir: os.PathLike) -> Dict:
