@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 # The six findings the paper keeps (Mass and Nodule are dropped), in label-map order (id = index + 1).
 FINDINGS: Tuple[str, ...] = (
@@ -234,8 +234,3 @@ def preset(name: str = "paper") -> PipelineConfig:
 def replace(cfg, **changes):
     """``dataclasses.replace`` that ignores ``None`` values (handy for optional CLI flags)."""
     return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
-
-
-def to_dict(cfg) -> Dict:
-    """A JSON-serialisable view of any config dataclass."""
-    return dataclasses.asdict(cfg)

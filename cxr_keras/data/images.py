@@ -85,13 +85,6 @@ def encode_png(img: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ImageError("not a decodable PNG")
-    return to_gray_uint8(img)
-
-
 def clip_box(box_xywh: Sequence[float], width: int, height: int) -> Optional[Tuple[float, float, float, float]]:
     """Clip an (x, y, w, h) box to the image; return (xmin, ymin, xmax, ymax) or None when empty."""
     x, y, w, h = (float(v) for v in box_xywh)

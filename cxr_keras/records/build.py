@@ -11,7 +11,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -132,11 +132,3 @@ def records_complete(out_dir: os.PathLike) -> bool:
     """True when ``out_dir`` holds a finished build (manifest written last, every record present)."""
     out_dir = Path(out_dir)
     return (out_dir / "manifest.json").is_file() and all((out_dir / f).is_file() for f in RECORD_FILES)
-
-
-def load_manifest(records_dir: os.PathLike) -> nih.Manifest:
-    return nih.Manifest.load(Path(records_dir) / "manifest.json")
-
-
-def default_nih_root() -> Optional[str]:
-    return os.environ.get("CXR_KERAS_NIH_ROOT")

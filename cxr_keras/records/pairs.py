@@ -150,7 +150,3 @@ def resize_pair(ex: Dict[str, tf.Tensor], size: int) -> Dict[str, tf.Tensor]:
     out["image"] = tf.image.resize(ex["image"], [size, size], method="area", antialias=True)
     out["mask"] = tf.image.resize(ex["mask"], [size, size], method="nearest")
     return out
-
-
-def count_records(path: PathLike) -> int:
-    return sum(1 for _ in tf.data.TFRecordDataset(str(path)))
