@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from cxr_keras.config import FINDINGS, StarGANConfig
+from cxr_keras.models.optim import FusedAdam
 
 # Domain 0 is healthy; domains 1..6 are the findings in label-map order (same ids as `label`).
 DOMAINS: Tuple[str, ...] = ("Healthy",) + tuple(FINDINGS)
@@ -202,7 +203,7 @@ def make_optimizers(cfg: StarGANConfig) -> Tuple[tf.keras.optimizers.Optimizer, 
 
     def adam(total):
         sched = LinearDecay(cfg.learning_rate, total, int(total * cfg.decay_start_frac))
-        return tf.keras.optimizers.Adam(sched, beta_1=cfg.beta_1, beta_2=cfg.beta_2, jit_compile=False)
+        return FusedAdam(sched, beta_1=cfg.beta_1, beta_2=cfg.beta_2, jit_compile=False)
 
     return adam(g_total), adam(d_total)
 
