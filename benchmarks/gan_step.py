@@ -5,6 +5,9 @@ Same architecture (U-Net-256 generator, 70×70 PatchGAN, 1 channel, Adam 2e-4/0.
 tensors, same process; implementations are timed in alternating rounds and the medians compared.
     python benchmarks/gan_step.py                       # 256×256, batch 1 and 4
     python benchmarks/gan_step.py --batches 1 --variants ours ours_xla tutorial
+The process runs with the package's settings (importing cxr_keras turns TensorFlow's oneDNN CPU kernels
+on); a variant name ending in ``@tf_defaults`` (e.g. ``tutorial@tf_defaults``, the tutorial as a user
+runs it) is timed in a child process with TensorFlow's default settings instead, in the same rounds.
 Other GANs plug in with ``register(name, make_step)``: ``make_step(image_size, batch) -> step()``,
 a zero-argument callable that runs one synchronous training step (see ``ours`` below).
 """
@@ -13,10 +16,23 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 import argparse
 import os
 import statistics
+import subprocess
+import tempfile
 import time
 from typing import Callable, Dict
 
-import tensorflow as tf
+TF_DEFAULTS = "@tf_defaults"
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+if "--tf-defaults" in sys.argv:
+    os.environ.pop(ONEDNN_ENV, None)  # a worker measuring TensorFlow as installed, untouched
+    import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port
+    # TensorFlow reads the variable once, lazily: latch its own default now, before a variant imports
+    # cxr_keras (which would set the variable).
+    _pywrap_util_port.IsMklEnabled()
+else:
+    import cxr_keras  # noqa: F401  the package's process settings (oneDNN kernels on), before TensorFlow
+    import tensorflow as tf
 
 VARIANTS: Dict[str, Callable[[int, int], Callable[[], None]]] = {}
 
@@ -34,13 +50,18 @@ def random_pairs(size: int, batch: int) -> tf.data.Dataset:
 
 
 # -- ours: cxr_keras Pix2Pix through the training loop's compiled step ---------------------------------
-def _ours(jit: bool, norm: str = "instance", one_call: bool = False):
+def _ours(jit: bool, norm: str = "instance", one_call: bool = False, stock_adam: bool = False):
     def make(size: int, batch: int):
         from cxr_keras.config import Pix2PixConfig
-        from cxr_keras.models.pix2pix import build_model
+        from cxr_keras.models.pix2pix import Pix2Pix, build_model
 
-        model = build_model(Pix2PixConfig(image_size=size, batch_size=batch, jit_compile=jit, norm=norm,
-                                          disc_one_call=one_call))
+        cfg = Pix2PixConfig(image_size=size, batch_size=batch, jit_compile=jit, norm=norm, disc_one_call=one_call)
+        if stock_adam:  # tf.keras Adam's element-wise update instead of the fused kernel (ablation)
+            model = Pix2Pix(cfg)
+            model.compile(*[tf.keras.optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1) for _ in range(2)])
+            model.build_all()
+        else:
+            model = build_model(cfg)
         it = iter(random_pairs(size, batch))
         fn = model.make_train_function()
         return lambda: float(fn(it)["g_loss"])  # the loop reads the losses every step too
@@ -51,6 +72,7 @@ register("ours", _ours(False))
 register("ours_xla", _ours(True))
 register("ours_batchnorm", _ours(False, "batch"))
 register("ours_one_d_call", _ours(False, one_call=True))
+register("ours_stock_adam", _ours(False, stock_adam=True))
 
 
 # -- the tutorial way (tensorflow.org/tutorials/generative/pix2pix), 1 channel ------------------------
@@ -176,6 +198,55 @@ def stargan(size: int, batch: int):
 register("stargan", stargan)
 
 
+def worker_step(name: str, size: int, batch: int) -> Callable[[], None]:
+    """A step callable that runs variant ``name`` in a child process with TensorFlow's default settings.
+
+    The child builds the variant, says ``ready``, then runs one step per ``step`` line it reads.
+    """
+    env = {k: v for k, v in os.environ.items() if k != ONEDNN_ENV}
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen([sys.executable, __file__, "--worker", name, "--image-size", str(size),
+                             "--batches", str(batch), "--tf-defaults"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+
+    def expect(word: str) -> list:
+        line = proc.stdout.readline().split()
+        if not line or line[0] != word:
+            proc.kill()
+            log.seek(0)
+            raise RuntimeError(f"benchmark worker {name}{TF_DEFAULTS} failed:\n{log.read()[-3000:]}")
+        return line[1:]
+
+    per_call, onednn = map(int, expect("ready"))
+
+    def step():
+        proc.stdin.write("step\n")
+        proc.stdin.flush()
+        expect("done")
+    step.batches_per_call, step.onednn = per_call, bool(onednn)
+    step.close = lambda: (proc.stdin.close(), proc.wait(), log.close())
+    return step
+
+
+def run_worker(name: str, size: int, batch: int) -> None:
+    step = VARIANTS[name](size, batch)
+    print("ready", getattr(step, "batches_per_call", 1), int(onednn_enabled()), flush=True)
+    for _ in sys.stdin:
+        step()
+        print("done", flush=True)
+
+
+def make_step(name: str, size: int, batch: int) -> Callable[[], None]:
+    if name.endswith(TF_DEFAULTS):
+        return worker_step(name[:-len(TF_DEFAULTS)], size, batch)
+    return VARIANTS[name](size, batch)
+
+
+def onednn_enabled() -> bool:
+    from tensorflow.python.util import _pywrap_util_port
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def measure(step: Callable[[], None], n: int) -> float:
     t = time.perf_counter()
     for _ in range(n):
@@ -187,24 +258,33 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4])
-    p.add_argument("--variants", nargs="+", default=["ours", "tutorial", "stargan"],
-                   help=f"of {sorted(VARIANTS)} (the ratio column is only meaningful for pix2pix variants)")
-    p.add_argument("--baseline", default="tutorial")
+    p.add_argument("--variants", nargs="+", default=["ours", "tutorial", "tutorial" + TF_DEFAULTS, "stargan"],
+                   help=f"of {sorted(VARIANTS)}, each optionally suffixed {TF_DEFAULTS} "
+                        "(the ratio columns are only meaningful for pix2pix variants)")
+    p.add_argument("--baseline", nargs="+", default=["tutorial", "tutorial" + TF_DEFAULTS],
+                   help="variants the ratio columns divide by")
     p.add_argument("--steps", type=int, default=4, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--tf-defaults", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    unknown = [v for v in a.variants if v not in VARIANTS]
+    if a.worker:
+        return run_worker(a.worker, a.image_size, a.batches[0])
+    unknown = [v for v in a.variants if v.removesuffix(TF_DEFAULTS) not in VARIANTS]
     if unknown:
         p.error(f"unknown variant(s) {unknown}; known: {sorted(VARIANTS)}")
-
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, load average at start "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'size':>5} {'batch':>5} {'variant':>16} {'images/s':>9} {'vs ' + a.baseline:>12}  rounds (images/s)")
+    baselines = [b for b in a.baseline if b in a.variants]
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, oneDNN kernels "
+          f"{'on' if onednn_enabled() else 'off'} in this process ({ONEDNN_ENV}={os.environ.get(ONEDNN_ENV)}), "
+          f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    width = max(len(v) for v in a.variants)
+    print(f"{'size':>5} {'batch':>5} {'variant':>{width}} {'oneDNN':>6} {'images/s':>9} "
+          + " ".join(f"{'vs ' + b:>{max(len(b) + 3, 8)}}" for b in baselines) + "  rounds (images/s)")
     for batch in a.batches:
         steps = {}
         for name in a.variants:
-            steps[name] = VARIANTS[name](a.image_size, batch)
+            steps[name] = make_step(name, a.image_size, batch)
             for _ in range(a.warmup):
                 steps[name]()
         rates = {name: [] for name in a.variants}
@@ -214,9 +294,12 @@ def main(argv=None):
                 rates[name].append(a.steps * batch * per_call / measure(steps[name], a.steps))
         med = {name: statistics.median(r) for name, r in rates.items()}
         for name in a.variants:
-            ratio = med[name] / med[a.baseline] if a.baseline in med else float("nan")
-            print(f"{a.image_size:>5} {batch:>5} {name:>16} {med[name]:>9.3f} {ratio:>11.2f}x  "
+            ratios = " ".join(f"{med[name] / med[b]:>{max(len(b) + 3, 8) - 1}.2f}x" for b in baselines)
+            onednn = "on" if getattr(steps[name], "onednn", onednn_enabled()) else "off"
+            print(f"{a.image_size:>5} {batch:>5} {name:>{width}} {onednn:>6} {med[name]:>9.3f} {ratios}  "
                   + " ".join(f"{r:.2f}" for r in rates[name]), flush=True)
+        for step in steps.values():
+            getattr(step, "close", lambda: None)()
         del steps
     print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
