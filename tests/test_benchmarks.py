@@ -34,3 +34,16 @@ def test_gan_step_rejects_an_unknown_variant():
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gan_step.py"), "--variants", "nope@tf_defaults"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "unknown variant" in out.stderr
+
+
+def test_profile_step_breaks_a_step_down_by_op_type():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_step.py"), "stargan",
+                          "--image-size", "64", "--steps", "1", "--top", "50"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    head, *rows = out.stdout.strip().splitlines()
+    assert head.startswith("stargan, batch 1, oneDNN on:")
+    total = float(head.split(":")[1].split()[0])
+    ops = {r.split()[-1]: float(r.split()[0]) for r in rows}
+    assert any("Conv2D" in name for name in ops), ops  # the convolutions are in the breakdown
+    assert 0 < sum(ops.values()) <= total + 1
