@@ -23,13 +23,19 @@ from typing import Callable, Dict
 
 TF_DEFAULTS = "@tf_defaults"
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def onednn_enabled() -> bool:
+    from tensorflow.python.util import _pywrap_util_port
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 if "--tf-defaults" in sys.argv:
     os.environ.pop(ONEDNN_ENV, None)  # a worker measuring TensorFlow as installed, untouched
     import tensorflow as tf
-    from tensorflow.python.util import _pywrap_util_port
     # TensorFlow reads the variable once, lazily: latch its own default now, before a variant imports
     # cxr_keras (which would set the variable).
-    _pywrap_util_port.IsMklEnabled()
+    onednn_enabled()
 else:
     import cxr_keras  # noqa: F401  the package's process settings (oneDNN kernels on), before TensorFlow
     import tensorflow as tf
@@ -240,11 +246,6 @@ def make_step(name: str, size: int, batch: int) -> Callable[[], None]:
     if name.endswith(TF_DEFAULTS):
         return worker_step(name[:-len(TF_DEFAULTS)], size, batch)
     return VARIANTS[name](size, batch)
-
-
-def onednn_enabled() -> bool:
-    from tensorflow.python.util import _pywrap_util_port
-    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def measure(step: Callable[[], None], n: int) -> float:

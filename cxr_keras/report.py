@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from cxr_keras.config import FINDINGS
-from cxr_keras.io_utils import atomic_path, atomic_write_text
+from cxr_keras.io_utils import atomic_path, atomic_write_bytes, atomic_write_text
 
 GENERATORS = ("pix2pix", "pix2pix_n", "stargan")
 TILE = 160
@@ -178,7 +178,7 @@ def write_report(run: Path) -> Path:
               f"{c['healthy']['test']} test; {c['skipped']} inputs skipped.\n")
     grid = sample_grid(run)
     if grid is not None:
-        cv2.imwrite(str(files / "samples.png"), grid)
+        atomic_write_bytes(files / "samples.png", cv2.imencode(".png", grid)[1].tobytes())
         md.append("## Samples per finding\n\nColumns: real image, the generator's input (box only), "
                   "Pix2Pix, Pix2Pix-N (same source and box), StarGAN (a healthy image translated to the "
                   "finding).\n\n![samples](report_files/samples.png)\n")
@@ -194,11 +194,10 @@ def write_report(run: Path) -> Path:
     judge = _first_text(run / "study" / "auto_judge.md")
     if judge:
         md.append("## Table 1 by the automatic judge (not radiologists)\n\n" + judge + "\n")
-    cmds = sorted((run / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime)
-    if cmds:
+    stages = [_json(p) or {} for p in sorted((run / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime)]
+    if stages:
         md.append("## Commands\n\n```\n" + "\n".join(
-            f"{(_json(p) or {}).get('command', '')}   # {(_json(p) or {}).get('seconds', '?')} s" for p in cmds)
-            + "\n```\n")
+            f"{st.get('command', '')}   # {st.get('seconds', '?')} s" for st in stages) + "\n```\n")
     md.append("## Versions\n\n" + _table(["package", "version"], [[k, v] for k, v in _versions().items()]))
     text = "\n".join(md)
     atomic_write_text(run / "report.md", text)

@@ -15,8 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
+from cxr_keras.detection import od_compat
+
 PathLike = Union[str, os.PathLike]
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ExportError(RuntimeError):
@@ -49,14 +50,10 @@ def export_saved_model(pipeline_config: PathLike, checkpoint_dir: PathLike, out_
             raise FileExistsError(f"{out_dir}: already exists (pass overwrite=True / --overwrite)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    env = dict(os.environ)
-    env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in
-                                         env.get("PYTHONPATH", "").split(os.pathsep) if p])
     try:
         proc = subprocess.run(export_command(pipeline_config, checkpoint_dir, tmp),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                              cwd=str(REPO_ROOT), timeout=timeout)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=od_compat.child_env(), cwd=str(od_compat.REPO_ROOT), timeout=timeout)
         if proc.returncode != 0 or not (tmp / "saved_model" / "saved_model.pb").is_file():
             tail = "\n".join(proc.stdout.decode(errors="replace").splitlines()[-25:])
             raise ExportError(f"exporter_main_v2 failed for {checkpoint_dir} "

@@ -26,7 +26,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 
 from cxr_keras.config import FINDINGS
-from cxr_keras.io_utils import atomic_path, atomic_write_text
+from cxr_keras.io_utils import atomic_path, atomic_write_text, read_json
 
 PathLike = Union[str, os.PathLike]
 MODES = ("top1", "any")
@@ -310,15 +310,13 @@ def read_scores(path: PathLike, iou_threshold: Optional[float] = None, mode: Opt
 # --- RUN folders of train.py ---------------------------------------------------------------------
 def run_protocol_name(run_dir: PathLike) -> str:
     """The protocol of a run: ``RUN/protocol.json`` or else the folder name."""
-    import json
-
     run_dir = Path(run_dir)
     meta = run_dir / "protocol.json"
     if meta.is_file():
-        try:
-            return str(json.loads(meta.read_text())["protocol"])
-        except (ValueError, KeyError) as exc:
-            raise ValueError(f"{meta}: unreadable protocol.json ({exc})") from exc
+        data = read_json(meta, ValueError, what="protocol.json")
+        if not isinstance(data, dict) or "protocol" not in data:
+            raise ValueError(f"{meta}: unreadable protocol.json (no 'protocol' key)")
+        return str(data["protocol"])
     return run_dir.name
 
 

@@ -17,13 +17,17 @@ Launcher, so the OD API's own entry points run unchanged with the shim in place:
     python -m cxr_keras.detection.od_compat exporter_main_v2 --input_type=image_tensor ...
 
 (a bare name is looked up as ``object_detection.<name>``; a dotted name is used as is).
+``child_env()`` is the environment the package's OD API child processes (training, export) get.
 """
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+from typing import Dict
 
 os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # (old name on control_flow_ops, module that holds it now, attribute there)
 _ALIASES = (
@@ -54,6 +58,16 @@ def install() -> None:
             target = importlib.import_module(module_name)
             setattr(control_flow_ops, old, getattr(target, attr))
     _installed = True
+
+
+def child_env() -> Dict[str, str]:
+    """This process's environment for an OD API child process: the protobuf setting above, and
+    the repository first on ``PYTHONPATH`` so ``python -m cxr_keras...`` resolves from any cwd."""
+    env = dict(os.environ)
+    env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in
+                                         env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
 
 
 def require_od_api():

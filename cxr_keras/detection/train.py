@@ -18,7 +18,7 @@ RUN layout::
 """
 from __future__ import annotations
 
-from cxr_keras.detection import od_compat  # noqa: F401  (must precede TensorFlow / protobuf)
+from cxr_keras.detection import od_compat  # (must precede TensorFlow / protobuf)
 
 import argparse
 import json
@@ -31,14 +31,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 from cxr_keras.config import FINDINGS, DetectionConfig
 from cxr_keras.detection import localisation
 from cxr_keras.io_utils import atomic_write_text
 
 PathLike = Union[str, os.PathLike]
-REPO_ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # see _child_env
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -117,12 +116,9 @@ def child_command(pipeline_config: PathLike, model_dir: PathLike, steps: int,
 
 
 def _child_env() -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
+    env = od_compat.child_env()
     # on a GPU the trainer and this scoring process share the card: neither may grab it all
     env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in
-                                         env.get("PYTHONPATH", "").split(os.pathsep) if p])
     return env
 
 
@@ -131,13 +127,6 @@ def _log_tail(log: Path, lines: int = 25) -> str:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-def pipeline_num_steps(pipeline_config: PathLike) -> int:
-    """``train_config.num_steps`` of a pipeline config (parsed with the OD API)."""
-    from cxr_keras.detection.configs import load_pipeline_configs
-
-    return int(load_pipeline_configs(pipeline_config)["train_config"].num_steps)
 
 
 class _DiskGuard(threading.Thread):
@@ -269,7 +258,7 @@ def train_protocol(
         log(f"[{protocol}] training {steps} steps: {' '.join(cmd)}  (log: {paths['log']})")
         with open(paths["log"], "ab") as log_fh:
             child = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT,
-                                     env=_child_env(), cwd=str(REPO_ROOT))
+                                     env=_child_env(), cwd=str(od_compat.REPO_ROOT))
         guard = _DiskGuard(child, paths["model"], max_checkpoints, guard_seconds)
         guard.start()
         try:
@@ -298,23 +287,6 @@ def train_protocol(
                             f"expected {steps}; end of {paths['log']}:\n{_log_tail(paths['log'])}")
     return TrainResult(paths["run"], protocol, final_prefix, final_step, sorted(done),
                        time.time() - t0)
-
-
-def train_protocols(configs: Mapping[str, PathLike], runs_root: PathLike,
-                    cfg: DetectionConfig = DetectionConfig(), export: bool = False,
-                    **kwargs) -> Dict[str, TrainResult]:
-    """Train every ``{protocol: pipeline.config}`` (e.g. the output of ``make_od_configs``) into
-    ``runs_root/<protocol>``, one after the other; optionally export each final checkpoint."""
-    from cxr_keras.detection.export import export_saved_model
-
-    results = {}
-    for protocol, config in configs.items():
-        results[protocol] = train_protocol(config, Path(runs_root) / protocol, cfg,
-                                           protocol=protocol, **kwargs)
-        if export:
-            paths = run_paths(results[protocol].run_dir)
-            export_saved_model(paths["config"], paths["model"], paths["export"], overwrite=True)
-    return results
 
 
 def _child_main(args) -> None:
