@@ -1,17 +1,21 @@
 # One pinned environment (.venv) for the whole package, the TF Object Detection API included.
+# `make venv` installs the package editable: the `cxr-keras` command (and `cxr-NAME` per command) and
+# the start-up hook that lets `python -m object_detection.model_main_tf2 ...` run unchanged.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+CLI    := $(VENV)/bin/cxr-keras
 OUT    ?= runs/demo
 PRESET ?= demo
 export PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION := python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv browser demo quick test test-fast bench clean-venv
+.PHONY: venv browser demo quick test test-fast bench od-configs clean-venv
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements/lock.txt setup.py
+# setup.py writes the console scripts (from cxr_keras/cli/__init__.py's COMMANDS) and the hook's .pth.
+$(VENV)/.installed: requirements/lock.txt setup.py cxr_keras/cli/__init__.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements/lock.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
@@ -25,10 +29,10 @@ browser:
 
 # The main job on the embedded default dataset (README, first command).
 demo: venv
-	$(PY) scripts/run_pipeline.py --preset $(PRESET) --out $(OUT)
+	$(CLI) run_pipeline --preset $(PRESET) --out $(OUT)
 
 quick: venv
-	$(PY) scripts/run_pipeline.py --preset quick --out runs/quick
+	$(CLI) run_pipeline --preset quick --out runs/quick
 
 # The whole test suite, slow end-to-end tests included (README, second command; .ci/run).
 test: venv browser
@@ -40,6 +44,10 @@ test-fast: venv
 bench: venv
 	$(PY) benchmarks/records.py
 	$(PY) benchmarks/gan_step.py
+
+# The paper's OD API configs checked in under od_configs/paper/ (a test fails when they drift).
+od-configs: venv
+	$(PY) -c "from cxr_keras.detection.configs import write_repo_configs; write_repo_configs('od_configs/paper')"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -13,7 +13,8 @@ import time
 import cv2
 import numpy as np
 
-from cxr_keras.data import ct_radiographs as ctr
+from cxr_keras.data import ct as ctr
+from cxr_keras.data.images import encode_png
 from cxr_keras.io_utils import atomic_write_bytes
 
 
@@ -40,10 +41,9 @@ def main(argv=None):
             renderer(f"{name}_{i}.png", boxes, np.random.default_rng([args.seed, i]))
         print(f"{name:13s} {(time.perf_counter() - t) / args.n:.3f} s/image")
     if args.sheet:
-        sheet = ctr.sample_sheet(renderer, tile=args.tile, seed=args.seed)
-        ok, buf = cv2.imencode(".png", sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        atomic_write_bytes(args.sheet, buf.tobytes())
-        print(f"wrote {args.sheet} ({len(buf) / 1024:.0f} KB)")
+        png = encode_png(ctr.sample_sheet(renderer, tile=args.tile, seed=args.seed), compression=9)
+        atomic_write_bytes(args.sheet, png)
+        print(f"wrote {args.sheet} ({len(png) / 1024:.0f} KB)")
 
 
 if __name__ == "__main__":

@@ -27,13 +27,13 @@ def main():
     from cxr_keras.config import DataConfig, RecordsConfig
     from cxr_keras.data import nih
     from cxr_keras.data.images import load_resized
-    from cxr_keras.data.layout import write_nih_folder
+    from cxr_keras.data.nih_folder import BBOX_FILE, write_nih_folder
     from cxr_keras.data.phantoms import PhantomRenderer
     from cxr_keras.records.build import build_records
 
     work = pathlib.Path(a.keep or tempfile.mkdtemp(prefix="cxr_bench_"))
     data = work / "nih"
-    if not (data / "BBox_List_2017.csv").is_file():
+    if not (data / BBOX_FILE).is_file():
         print(f"rendering {a.images} phantom images into {data} ...", flush=True)
         write_nih_folder(data, PhantomRenderer(), limit=a.images, healthy=a.images // 4, workers=a.workers,
                          progress=False)

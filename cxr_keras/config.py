@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 # The six findings the paper keeps (Mass and Nodule are dropped), in label-map order (id = index + 1).
 FINDINGS: Tuple[str, ...] = (
@@ -51,25 +51,38 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
-class Pix2PixConfig:
-    """Pix2Pix with the masked composite x̃ = x + G(x)·(1 − m) (Algorithm 1 of the paper)."""
+class LoopConfig:
+    """What the GAN training loop reads (cxr_keras/gan/training.py): length, batch and how often it
+    logs, writes sample grids and checkpoints. Every GAN config extends it."""
+
+    steps: int = 100_000
+    batch_size: int = 1
+    log_every: int = 100
+    image_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+
+
+@dataclass(frozen=True)
+class GANConfig(LoopConfig):
+    """The loop plus the settings both GANs share (image, network widths, Adam, augmentation)."""
 
     image_size: int = 256
     channels: int = 1
     gen_filters: int = 64
     disc_filters: int = 64
-    dropout: float = 0.5
-    lambda_l1: float = 100.0
     learning_rate: float = 2e-4
     beta_1: float = 0.5
-    batch_size: int = 1
-    steps: int = 100_000
-    use_healthy: bool = False  # True for Pix2Pix-N
     augment: bool = True
-    log_every: int = 100
-    image_every: int = 1000
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
+
+
+@dataclass(frozen=True)
+class Pix2PixConfig(GANConfig):
+    """Pix2Pix with the masked composite x̃ = x + G(x)·(1 − m) (Algorithm 1 of the paper)."""
+
+    dropout: float = 0.5
+    lambda_l1: float = 100.0
+    use_healthy: bool = False  # True for Pix2Pix-N
     num_downs: int = 0  # U-Net depth; 0 = log2(image_size) (8 for 256, the U-Net-256)
     norm: str = "instance"  # "instance" (= the authors' batch-1 BatchNorm in train mode) or "batch"
     disc_layers: int = 3  # PatchGAN depth: 3 gives the 70×70 receptive field
@@ -80,30 +93,20 @@ class Pix2PixConfig:
 
 
 @dataclass(frozen=True)
-class StarGANConfig:
+class StarGANConfig(GANConfig):
     """StarGAN baseline (Choi et al. 2018): 7 domains = 6 findings + healthy, no boxes."""
 
-    image_size: int = 256
-    channels: int = 1
-    gen_filters: int = 64
-    disc_filters: int = 64
+    steps: int = 200_000
+    batch_size: int = 16
+    learning_rate: float = 1e-4
     res_blocks: int = 6
     disc_layers: int = 6
     lambda_gp: float = 10.0
     lambda_cls: float = 1.0
     lambda_rec: float = 10.0
     n_critic: int = 5
-    learning_rate: float = 1e-4
-    beta_1: float = 0.5
     beta_2: float = 0.999
-    batch_size: int = 16
-    steps: int = 200_000
     decay_start_frac: float = 0.5  # linear learning-rate decay over the second half
-    augment: bool = True
-    log_every: int = 100
-    image_every: int = 1000
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
 
 
 @dataclass(frozen=True)
@@ -170,10 +173,24 @@ class PipelineConfig:
     phantom_healthy: int = 0
 
 
+PRESETS: Dict[str, Callable[[], PipelineConfig]] = {}
+
+
+def register_preset(name: str) -> Callable[[Callable[[], PipelineConfig]], Callable[[], PipelineConfig]]:
+    """Decorator: add a ``() -> PipelineConfig`` factory to ``PRESETS`` under ``name``."""
+    def add(factory: Callable[[], PipelineConfig]) -> Callable[[], PipelineConfig]:
+        PRESETS[name] = factory
+        return factory
+    return add
+
+
+@register_preset("paper")
 def _paper() -> PipelineConfig:
+    """The paper's settings (Xing, Ge et al., MICCAI 2019)."""
     return PipelineConfig()
 
 
+@register_preset("demo")
 def _demo() -> PipelineConfig:
     """About an hour on 2 CPU cores: small images, short GAN runs, a light detector."""
     return PipelineConfig(
@@ -198,6 +215,7 @@ def _demo() -> PipelineConfig:
     )
 
 
+@register_preset("quick")
 def _quick() -> PipelineConfig:
     """A few minutes end to end: the smoke run CI executes."""
     return PipelineConfig(
@@ -220,11 +238,8 @@ def _quick() -> PipelineConfig:
     )
 
 
-PRESETS = {"paper": _paper, "demo": _demo, "quick": _quick}
-
-
 def preset(name: str = "paper") -> PipelineConfig:
-    """Return the named preset (``paper``, ``demo`` or ``quick``)."""
+    """Return the named preset (one of ``PRESETS``: ``paper``, ``demo``, ``quick``)."""
     try:
         return PRESETS[name]()
     except KeyError:

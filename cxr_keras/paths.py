@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Tuple
+from typing import List, Tuple
 
 SPLITS = ("train", "test")
 GENERATORS = ("pix2pix", "pix2pix_n", "stargan")
@@ -217,6 +217,15 @@ class DetectorRunPaths:
     def detection(self, step: int) -> Path:
         return self.detections / f"step_{step:08d}.npz"
 
+    def detection_files(self) -> List[Path]:
+        """Every ``detection(step)`` file on disk, in step order."""
+        return sorted(self.detections.glob("step_*.npz"))
+
+    @staticmethod
+    def detection_step(path: os.PathLike) -> int:
+        """The step in a ``detection(step)`` file name (ValueError when it is not one)."""
+        return int(Path(path).stem.split("_", 1)[1])
+
     @property
     def log(self) -> Path:
         return self.root / "train.log"
@@ -232,3 +241,18 @@ class DetectorRunPaths:
     @property
     def export(self) -> Path:
         return self.root / "export"
+
+
+def package_env(env=None) -> dict:
+    """``env`` (default: this process's) for a child ``python -m cxr_keras...``: the folder this
+    cxr_keras was imported from goes first on PYTHONPATH unless it is a site-packages folder, so the
+    child runs the same code from any working folder, installed or not."""
+    import site
+
+    env = dict(os.environ if env is None else env)
+    root = str(Path(__file__).resolve().parents[1])
+    sites = site.getsitepackages() + [site.getusersitepackages()]
+    if root not in {str(Path(p).resolve()) for p in sites}:
+        rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+        env["PYTHONPATH"] = os.pathsep.join([root] + rest)
+    return env

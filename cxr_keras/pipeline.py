@@ -1,8 +1,9 @@
-"""The stage runner behind ``scripts/run_pipeline.py``: the whole protocol, from nothing to a report.
+"""The stage runner behind ``cxr-keras run_pipeline``: the whole protocol, from nothing to a report.
 
-Stages run as subprocesses of the public scripts (each one a command a user could type, recorded
-in the report), log to ``RUN_DIR/logs/<stage>.log`` and leave ``RUN_DIR/stages/<stage>.json`` when
-they succeed. A stage with that marker is skipped, so a killed run continues where it stopped.
+Stages run as subprocesses of the package's commands (``python -m cxr_keras.cli.NAME``, recorded in
+the report in the form a user types: ``cxr-keras NAME ...``), log to ``RUN_DIR/logs/<stage>.log``
+and leave ``RUN_DIR/stages/<stage>.json`` when they succeed (``paths.PipelinePaths``). A stage with
+that marker is skipped, so a killed run continues where it stopped.
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from typing import Callable, List, Optional, Sequence
 
 from cxr_keras.config import PipelineConfig, preset
 from cxr_keras.io_utils import atomic_write_text
+from cxr_keras.paths import PipelinePaths, RunPaths, package_env
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = REPO / "scripts"
+CLI_PACKAGE = "cxr_keras.cli"
+COMMAND = "cxr-keras"  # the console command of setup.py: how the report shows each stage
 # TensorFlow start-up chatter kept out of the console (it stays in the stage's log).
 NOISE = ("tensorflow/", "stream_executor", "cuda", "TensorRT", "rebuild TensorFlow", "AVX", "oneDNN",
          "WARNING:", "warnings.warn", "Warning:")
@@ -28,7 +30,8 @@ NOISE = ("tensorflow/", "stream_executor", "cuda", "TensorRT", "rebuild TensorFl
 
 @dataclass
 class Stage:
-    """One step of the protocol: a script invocation and the folder it fills."""
+    """One step of the protocol: a command of ``cxr_keras.cli`` with its arguments, and the folder
+    it fills. ``argv[0]`` is the command name (a dotted name is a module run as is)."""
 
     name: str
     argv: List[str]
@@ -36,8 +39,22 @@ class Stage:
     prepare: Optional[Callable[["Stage"], None]] = None  # last-minute tweaks (e.g. --resume)
     env: dict = field(default_factory=dict)
 
+    @property
+    def module(self) -> str:
+        command = str(self.argv[0])
+        return command if "." in command else f"{CLI_PACKAGE}.{command}"
+
+    def args(self) -> List[str]:
+        return [str(a) for a in self.argv[1:]]
+
     def command(self) -> List[str]:
-        return [sys.executable, str(SCRIPTS / self.argv[0])] + [str(a) for a in self.argv[1:]]
+        return [sys.executable, "-m", self.module] + self.args()
+
+    def shown(self) -> str:
+        """The command as a user would type it (``cxr-keras NAME ...``)."""
+        command = str(self.argv[0])
+        head = ["python", "-m", command] if "." in command else [COMMAND, command]
+        return " ".join(shlex.quote(c) for c in head + self.args())
 
 
 class StageFailed(RuntimeError):
@@ -46,7 +63,7 @@ class StageFailed(RuntimeError):
 
 def _resume_if_started(flag: str = "--resume"):
     def prepare(stage: Stage) -> None:
-        if (stage.output / "checkpoints").is_dir() and flag not in stage.argv:
+        if RunPaths(stage.output).checkpoints.is_dir() and flag not in stage.argv:
             stage.argv.append(flag)
     return prepare
 
@@ -54,78 +71,82 @@ def _resume_if_started(flag: str = "--resume"):
 def plan(cfg: PipelineConfig, out: Path, nih_root: Optional[Path] = None, kind: str = "ct",
          seed: int = 0) -> List[Stage]:
     """The ordered stages of the protocol for one preset."""
-    p = cfg.name
-    data = Path(nih_root) if nih_root else out / "data"
-    rec, gan, syn, det = out / "records", out / "gan", out / "syn", out / "detection"
+    p, run = cfg.name, PipelinePaths(out)
+    data = Path(nih_root) if nih_root else run.data
+    rec = run.records.root
     stages: List[Stage] = []
     if nih_root is None:
-        argv = ["make_phantoms.py", "--kind", kind, "--out", data, "--seed", seed,
+        argv = ["make_phantoms", "--kind", kind, "--out", data, "--seed", seed,
                 "--healthy", cfg.phantom_healthy]
         if cfg.phantom_limit is not None:
             argv += ["--limit", cfg.phantom_limit]
         stages.append(Stage("dataset", argv, data))
     stages.append(Stage("records", [
-        "make_tfrecords.py", "--nih-root", data, "--out", rec, "--image-size", cfg.records.image_size,
+        "make_tfrecords", "--nih-root", data, "--out", rec, "--image-size", cfg.records.image_size,
         "--healthy", cfg.data.healthy, "--seed", seed, "--train-frac", cfg.data.train_frac], rec))
     for model in ("pix2pix", "pix2pix_n", "stargan"):
+        gan = run.gan(model).root
         stages.append(Stage(f"train_{model}", [
-            "train_gan.py", "--model", model, "--records", rec, "--out", gan / model,
-            "--preset", p, "--seed", seed], gan / model, prepare=_resume_if_started()))
+            "train_gan", "--model", model, "--records", rec, "--out", gan,
+            "--preset", p, "--seed", seed], gan, prepare=_resume_if_started()))
     for model in ("pix2pix", "pix2pix_n"):
+        gan, syn = run.gan(model).root, run.syn(model).root
         stages.append(Stage(f"synthesize_{model}", [
-            "synthesize.py", "--run", gan / model, "--records", rec, "--count", cfg.synthesis.count,
-            "--outputs-per-input", cfg.synthesis.outputs_per_input, "--out", syn / model, "--seed", seed],
-            syn / model))
-        stages.append(Stage(f"evaluate_{model}", [
-            "evaluate_gan.py", "--run", gan / model, "--records", rec], gan / model))
+            "synthesize", "--run", gan, "--records", rec, "--count", cfg.synthesis.count,
+            "--outputs-per-input", cfg.synthesis.outputs_per_input, "--out", syn, "--seed", seed], syn))
+        stages.append(Stage(f"evaluate_{model}", ["evaluate_gan", "--run", gan, "--records", rec], gan))
+    stargan_syn = run.syn("stargan").root
     stages.append(Stage("synthesize_stargan", [
-        "synthesize.py", "--run", gan / "stargan", "--records", rec,
-        "--per-finding", cfg.synthesis.stargan_per_finding, "--out", syn / "stargan", "--seed", seed],
-        syn / "stargan"))
+        "synthesize", "--run", run.gan("stargan").root, "--records", rec,
+        "--per-finding", cfg.synthesis.stargan_per_finding, "--out", stargan_syn, "--seed", seed],
+        stargan_syn))
     stages.append(Stage("od_configs", [
-        "make_od_configs.py", "--records", rec, "--out", out / "od_configs", "--preset", p,
-        "--synthetic", f"pix2pix={syn / 'pix2pix'}", f"pix2pix_n={syn / 'pix2pix_n'}"], out / "od_configs"))
-    protocol_runs = []
-    for protocol in cfg.detection.protocols:
-        run = det / protocol
-        protocol_runs.append(run)
-        stages.append(Stage(f"detector_{protocol}", [
-            "train_detector.py", "--protocol", protocol, "--config",
-            out / "od_configs" / f"{protocol}.config", "--out", run, "--preset", p], run))
-    d = cfg.detection
-    stages.append(Stage("table2", [
-        "evaluate_localisation.py", "--runs", *protocol_runs, "--iou", d.iou,
-        "--steps", ",".join(str(s) for s in d.eval_steps), "--window", d.window,
-        "--mode", d.localisation_mode, "--score-threshold", d.score_threshold,
-        "--out", out / "table2"], out / "table2"))
-    study = out / "study"
+        "make_od_configs", "--records", rec, "--out", run.od_configs, "--preset", p,
+        "--synthetic", f"pix2pix={run.syn('pix2pix').root}", f"pix2pix_n={run.syn('pix2pix_n').root}"],
+        run.od_configs))
+    stages += _detection_stages(cfg, run)
+    study = run.study
     stages.append(Stage("reader_study", [
-        "reader_study.py", "build", "--real", rec, "--generated",
-        f"pix2pix={syn / 'pix2pix'}", f"pix2pix_n={syn / 'pix2pix_n'}", f"stargan={syn / 'stargan'}",
+        "reader_study", "build", "--real", rec, "--generated",
+        *(f"{g}={run.syn(g).root}" for g in ("pix2pix", "pix2pix_n", "stargan")),
         "--per-finding", cfg.study.per_finding, "--seed", seed, "--out", study], study))
     stages.append(Stage("auto_judge", [
-        "reader_study.py", "auto-judge", study, "--epochs", cfg.study.judge_epochs], study / "auto_judge"))
+        "reader_study", "auto-judge", study, "--epochs", cfg.study.judge_epochs], study / "auto_judge"))
     return stages
 
 
-def _marker(out: Path, stage: Stage) -> Path:
-    return out / "stages" / f"{stage.name}.json"
+def _detection_stages(cfg: PipelineConfig, run: PipelinePaths) -> List[Stage]:
+    """One train_detector stage per protocol, then Table 2 over their runs."""
+    stages, protocol_runs = [], []
+    for protocol in cfg.detection.protocols:
+        det = run.detection(protocol).root
+        protocol_runs.append(det)
+        stages.append(Stage(f"detector_{protocol}", [
+            "train_detector", "--protocol", protocol, "--config", run.od_config(protocol),
+            "--out", det, "--preset", cfg.name], det))
+    d = cfg.detection
+    stages.append(Stage("table2", [
+        "evaluate_localisation", "--runs", *protocol_runs, "--iou", d.iou,
+        "--steps", ",".join(str(s) for s in d.eval_steps), "--window", d.window,
+        "--mode", d.localisation_mode, "--score-threshold", d.score_threshold,
+        "--out", run.table2], run.table2))
+    return stages
 
 
 def run_stage(out: Path, stage: Stage, index: int, total: int, env: dict) -> float:
     """Run one stage's command, tee its output into its log; raise StageFailed on a non-zero exit."""
     if stage.prepare:
         stage.prepare(stage)
-    cmd = stage.command()
-    log = out / "logs" / f"{stage.name}.log"
+    run = PipelinePaths(out)
+    log = run.stage_log(stage.name)
     log.parent.mkdir(parents=True, exist_ok=True)
-    shown = " ".join(shlex.quote(c) for c in [Path(cmd[0]).name, os.path.relpath(cmd[1], REPO)] + cmd[2:])
+    shown = stage.shown()
     print(f"[{index}/{total}] {stage.name}: {shown}", flush=True)
     t0 = time.time()
     with open(log, "ab") as fh:
         fh.write(f"\n$ {shown}\n".encode())
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env={**env, **stage.env}, cwd=REPO)
+        proc = subprocess.Popen(stage.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env={**env, **stage.env})
         for line in proc.stdout:
             fh.write(line)
             fh.flush()
@@ -136,7 +157,7 @@ def run_stage(out: Path, stage: Stage, index: int, total: int, env: dict) -> flo
     seconds = time.time() - t0
     if code != 0:
         raise StageFailed(f"stage {stage.name!r} failed with exit code {code}; see {log}")
-    atomic_write_text(_marker(out, stage), json.dumps(
+    atomic_write_text(run.marker(stage.name), json.dumps(
         {"stage": stage.name, "command": shown, "seconds": round(seconds, 1),
          "finished": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
     print(f"    done in {seconds:.0f} s", flush=True)
@@ -147,22 +168,23 @@ def run_pipeline(out: os.PathLike, preset_name: str = "demo", nih_root: Optional
                  kind: str = "ct", seed: int = 0, only: Sequence[str] = (), report: bool = True) -> Path:
     """Run every unfinished stage of the protocol into ``out``, then write the report."""
     out = Path(out).resolve()
+    run = PipelinePaths(out)
     cfg = preset(preset_name)
     out.mkdir(parents=True, exist_ok=True)
     stages = plan(cfg, out, Path(nih_root).resolve() if nih_root else None, kind, seed)
     unknown = set(only) - {s.name for s in stages}
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages: {[s.name for s in stages]}")
-    env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python", TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore")
-    atomic_write_text(out / "pipeline.json", json.dumps(
+    env = package_env(dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python",
+                           TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore"))
+    atomic_write_text(run.pipeline_json, json.dumps(
         {"preset": preset_name, "nih_root": str(nih_root) if nih_root else None, "kind": kind,
          "seed": seed, "stages": [s.name for s in stages]}, indent=1))
     t0 = time.time()
     for i, stage in enumerate(stages, 1):
         if only and stage.name not in only:
             continue
-        if _marker(out, stage).is_file():
+        if run.marker(stage.name).is_file():
             print(f"[{i}/{len(stages)}] {stage.name}: already complete, skipped", flush=True)
             continue
         run_stage(out, stage, i, len(stages), env)
@@ -170,6 +192,6 @@ def run_pipeline(out: os.PathLike, preset_name: str = "demo", nih_root: Optional
         from cxr_keras.report import write_report
 
         write_report(out)
-        print(f"report: {out / 'report.html'}", flush=True)
+        print(f"report: {run.report_html}", flush=True)
     print(f"pipeline finished in {time.time() - t0:.0f} s", flush=True)
     return out

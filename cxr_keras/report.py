@@ -1,7 +1,8 @@
 """The run report: sample grids, training curves, fidelity, Table 2, the judge's Table 1, commands, versions.
 
-Reads only what the stages left in RUN_DIR (see ``pipeline.plan``) and writes ``report.md`` and a
-self-contained ``report.html`` (images embedded), so a run folder can be mailed as one file.
+Reads only what the stages left in RUN_DIR (see ``pipeline.plan``; every location through
+``paths.PipelinePaths``) and writes ``report.md`` and a self-contained ``report.html`` (images
+embedded), so a run folder can be mailed as one file.
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import cv2
 import numpy as np
 
 from cxr_keras.config import FINDINGS
+from cxr_keras.data.images import encode_png
 from cxr_keras.io_utils import atomic_path, atomic_write_bytes, atomic_write_text
+from cxr_keras.paths import GENERATORS, PipelinePaths
 
-GENERATORS = ("pix2pix", "pix2pix_n", "stargan")
 TILE = 160
 
 
@@ -55,15 +57,15 @@ def _tile(img: np.ndarray, label: str, box=None) -> np.ndarray:
 
 def sample_grid(run: Path) -> Optional[np.ndarray]:
     """Rows = findings; columns = real y, input x (box only), Pix2Pix, Pix2Pix-N, StarGAN."""
-    syn = {g: _json(run / "syn" / g / "manifest.json") for g in GENERATORS}
+    paths = PipelinePaths(run)
+    syn = {g: _json(paths.syn(g).manifest) for g in GENERATORS}
     if not syn.get("pix2pix"):
         return None
     from cxr_keras.records.pairs import read_pairs
 
-    rec = run / "records"
     # keyed by annotation: an image with several boxes has one pair (and one mask) per box
     real: Dict[int, dict] = {int(ex["ann_id"]): ex
-                             for ex in read_pairs([rec / "pairs_train.tfrecord"]).as_numpy_iterator()}
+                             for ex in read_pairs([paths.records.pairs("train")]).as_numpy_iterator()}
     rows = []
     for finding in FINDINGS:
         items = [it for it in syn["pix2pix"]["items"] if it.get("finding") == finding
@@ -81,7 +83,7 @@ def sample_grid(run: Path) -> Optional[np.ndarray]:
             cands = [] if not m else [it for it in m["items"] if it.get("finding") == finding and (
                 g == "stargan" or it.get("ann_ids", [None])[:1] == item["ann_ids"][:1])]
             if cands:
-                img = cv2.imread(str(run / "syn" / g / cands[0]["file"]), cv2.IMREAD_GRAYSCALE)
+                img = cv2.imread(str(paths.syn(g).root / cands[0]["file"]), cv2.IMREAD_GRAYSCALE)
                 b = cands[0]["boxes"][0] if cands[0].get("boxes") else None
                 tiles.append(_tile(img, g, b))
             else:
@@ -97,7 +99,8 @@ def training_curves(run: Path) -> Optional[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [(g, run / "gan" / g / "history.csv") for g in GENERATORS if (run / "gan" / g / "history.csv").is_file()]
+    paths = PipelinePaths(run)
+    runs = [(g, paths.gan(g).history) for g in GENERATORS if paths.gan(g).history.is_file()]
     if not runs:
         return None
     fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.2), squeeze=False)
@@ -119,7 +122,7 @@ def training_curves(run: Path) -> Optional[Path]:
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    out = run / "report_files" / "training_curves.png"
+    out = paths.report_files / "training_curves.png"
     out.parent.mkdir(exist_ok=True)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
@@ -140,9 +143,10 @@ def _first_text(*paths: Path) -> Optional[str]:
 
 
 def _fidelity_section(run: Path) -> str:
+    paths = PipelinePaths(run)
     rows = []
     for g in GENERATORS:
-        m = _json(run / "syn" / g / "manifest.json")
+        m = _json(paths.syn(g).manifest)
         if not m:
             continue
         fid = m.get("fidelity", {})
@@ -152,7 +156,7 @@ def _fidelity_section(run: Path) -> str:
     if rows:
         out += _table(["generator", "images written", "checked", "failed", "max |Δ| inside boxes"], rows)
     for g in ("pix2pix", "pix2pix_n"):
-        text = _first_text(*sorted((run / "gan" / g).glob("eval*.md")), run / "gan" / g / "eval" / "eval.md")
+        text = _first_text(paths.gan(g).eval_md("test"))
         if text:
             out += f"\n### {g}: painted region vs the real image (test split)\n\n{text}\n"
     return out
@@ -160,14 +164,18 @@ def _fidelity_section(run: Path) -> str:
 
 def write_report(run: Path) -> Path:
     """Write ``report.md`` and ``report.html`` into the run folder; return the HTML path."""
+    from cxr_keras.detection.localisation import table2_files
+    from cxr_keras.study.layout import paths as study_paths
+
     run = Path(run)
-    files = run / "report_files"
+    paths = PipelinePaths(run)
+    files = paths.report_files
     files.mkdir(exist_ok=True)
-    pipe = _json(run / "pipeline.json") or {}
+    pipe = _json(paths.pipeline_json) or {}
     md = [f"# cxr_keras run report\n\nRun folder: `{run}` · preset `{pipe.get('preset', '?')}` · "
           f"dataset: {pipe.get('nih_root') or 'embedded ' + str(pipe.get('kind', 'ct')) + ' radiographs'} · "
           f"written {time.strftime('%Y-%m-%d %H:%M')}\n"]
-    man = _json(run / "records" / "manifest.json")
+    man = _json(paths.records.manifest)
     if man:
         c = man["counts"]
         md.append("## Data\n\n" + _table(
@@ -178,31 +186,33 @@ def write_report(run: Path) -> Path:
               f"{c['healthy']['test']} test; {c['skipped']} inputs skipped.\n")
     grid = sample_grid(run)
     if grid is not None:
-        atomic_write_bytes(files / "samples.png", cv2.imencode(".png", grid)[1].tobytes())
+        samples = files / "samples.png"
+        atomic_write_bytes(samples, encode_png(grid))
         md.append("## Samples per finding\n\nColumns: real image, the generator's input (box only), "
                   "Pix2Pix, Pix2Pix-N (same source and box), StarGAN (a healthy image translated to the "
-                  "finding).\n\n![samples](report_files/samples.png)\n")
+                  f"finding).\n\n![samples]({samples.relative_to(run).as_posix()})\n")
     curves = training_curves(run)
     if curves:
-        md.append("## Training curves\n\n![curves](report_files/training_curves.png)\n")
+        md.append(f"## Training curves\n\n![curves]({curves.relative_to(run).as_posix()})\n")
     md.append(_fidelity_section(run))
-    t2 = _first_text(run / "table2" / "table2.md")
+    t2 = _first_text(table2_files(paths.table2)[0])
     if t2:
         md.append("## Table 2: correct-location accuracy (IoU > T)\n\n" + t2 + "\n")
-        for png in sorted((run / "table2").glob("*.png")):
-            md.append(f"![{png.stem}](table2/{png.name})\n")
-    judge = _first_text(run / "study" / "auto_judge.md")
+        for png in sorted(paths.table2.glob("*.png")):
+            md.append(f"![{png.stem}]({png.relative_to(run).as_posix()})\n")
+    judge = _first_text(study_paths(paths.study).auto_judge_md)
     if judge:
         md.append("## Table 1 by the automatic judge (not radiologists)\n\n" + judge + "\n")
-    stages = [_json(p) or {} for p in sorted((run / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime)]
+    markers = [m for m in map(paths.marker, pipe.get("stages", [])) if m.is_file()]
+    stages = [_json(p) or {} for p in sorted(markers, key=lambda p: p.stat().st_mtime)]
     if stages:
         md.append("## Commands\n\n```\n" + "\n".join(
             f"{st.get('command', '')}   # {st.get('seconds', '?')} s" for st in stages) + "\n```\n")
     md.append("## Versions\n\n" + _table(["package", "version"], [[k, v] for k, v in _versions().items()]))
     text = "\n".join(md)
-    atomic_write_text(run / "report.md", text)
-    atomic_write_text(run / "report.html", _html(text, run))
-    return run / "report.html"
+    atomic_write_text(paths.report_md, text)
+    atomic_write_text(paths.report_html, _html(text, run))
+    return paths.report_html
 
 
 def _html(md_text: str, run: Path) -> str:

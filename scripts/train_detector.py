@@ -1,63 +1,6 @@
 #!/usr/bin/env python
-"""Train one detection protocol through the TF OD API, scoring in-window checkpoints as they appear."""
+"""Train one detection protocol through the TF OD API: see cxr_keras/cli/train_detector.py (also `cxr-keras train_detector`)."""
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
-
-from cxr_keras.detection import od_compat  # noqa: F401,E402  (before TensorFlow / protobuf)
-
-import argparse  # noqa: E402
-
-
-def int_list(text):
-    return tuple(int(s) for s in text.split(",") if s.strip())
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--config", required=True, help="pipeline.config (from scripts/make_od_configs.py)")
-    p.add_argument("--out", required=True, help="run folder (checkpoints, scores.csv, detections/)")
-    p.add_argument("--protocol", default=None, help="protocol name (default: the config's file name)")
-    p.add_argument("--preset", default=None, choices=("paper", "demo", "quick"),
-                   help="source of the defaults below (default: the preset named in the config's "
-                        "header, written by make_od_configs.py, else paper)")
-    p.add_argument("--steps", type=int, default=None, help="default: train_config.num_steps")
-    p.add_argument("--checkpoint-every", type=int, default=None)
-    p.add_argument("--eval-steps", type=int_list, default=None, help="e.g. 5000,10000,15000")
-    p.add_argument("--window", type=int, default=None, help="score checkpoints in [s-w, s+w]")
-    p.add_argument("--iou", type=float, default=None, help="IoU threshold (paper: 0.1)")
-    p.add_argument("--mode", choices=("top1", "any"), default=None,
-                   help="detections considered per finding (default top1)")
-    p.add_argument("--score-threshold", type=float, default=None, help="for --mode any")
-    p.add_argument("--test-record", default=None, help="default: the config's eval input")
-    p.add_argument("--max-checkpoints", type=int, default=3,
-                   help="pause training while this many checkpoints are on disk (each ~0.5 GB)")
-    p.add_argument("--export", action="store_true", help="export the final checkpoint to OUT/export")
-    a = p.parse_args(argv)
-
-    from cxr_keras.config import preset, replace
-    from cxr_keras.detection.configs import ConfigInputError
-    from cxr_keras.detection.export import ExportError, export_saved_model
-    from cxr_keras.detection.inference import RecordError
-    from cxr_keras.detection.train import TrainingError, run_paths, train_protocol
-
-    from cxr_keras.detection.configs import config_preset
-
-    name = a.preset or config_preset(a.config)
-    cfg = replace(preset(name if name in ("paper", "demo", "quick") else "paper").detection, checkpoint_every=a.checkpoint_every,
-                  eval_steps=a.eval_steps, window=a.window, iou=a.iou,
-                  localisation_mode=a.mode, score_threshold=a.score_threshold)
-    try:
-        result = train_protocol(a.config, a.out, cfg, protocol=a.protocol, steps=a.steps,
-                                test_record=a.test_record, max_checkpoints=a.max_checkpoints)
-        print(f"{result.protocol}: trained to step {result.final_step} in {result.seconds:.0f} s; "
-              f"scored steps {result.scored_steps}; final checkpoint {result.final_checkpoint}")
-        if a.export:
-            paths = run_paths(a.out)
-            out = export_saved_model(paths["config"], paths["model"], paths["export"], overwrite=True)
-            print(f"exported SavedModel: {out}")
-    except (ConfigInputError, RecordError, TrainingError, ExportError, FileNotFoundError,
-            ValueError) as exc:
-        sys.exit(f"train_detector: {exc}")
-
-
+from cxr_keras.cli.train_detector import main
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,20 +6,22 @@ import numpy as np
 import pytest
 
 from cxr_keras.config import FINDINGS
+from cxr_keras.data.images import NIH_IMAGE_SIZE
+from cxr_keras.data.nih_folder import BBOX_FILE, ENTRY_FILE
 
 BBOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,\n"
 ENTRY_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
                 "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]\n")
 
 
-def smooth_image(seed: int, size: int = 1024) -> np.ndarray:
+def smooth_image(seed: int, size: int = NIH_IMAGE_SIZE) -> np.ndarray:
     """A cheap, well-compressing 8-bit 'radiograph': a blurred random field."""
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 255, (8, 8)).astype(np.float32)
     return cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8)
 
 
-def write_tiny_nih(root: Path, per_finding: int = 3, healthy: int = 4, size: int = 1024,
+def write_tiny_nih(root: Path, per_finding: int = 3, healthy: int = 4, size: int = NIH_IMAGE_SIZE,
                    extra_boxes=(), entry_header: str = ENTRY_HEADER) -> dict:
     """Write an NIH-layout folder; returns {image name: [(finding, x, y, w, h), ...]}."""
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -45,8 +47,8 @@ def write_tiny_nih(root: Path, per_finding: int = 3, healthy: int = 4, size: int
         name = f"9{j:07d}_000.png"
         entries.append(f"{name},No Finding,0,{1000 + j},40,F,PA,2500,2500,0.14,0.14\n")
         boxes[name] = []
-    (root / "BBox_List_2017.csv").write_text("".join(lines))
-    (root / "Data_Entry_2017_v2020.csv").write_text("".join(entries))
+    (root / BBOX_FILE).write_text("".join(lines))
+    (root / ENTRY_FILE).write_text("".join(entries))
     for k, name in enumerate(boxes):
         cv2.imwrite(str(root / "images" / name), smooth_image(k, size))
     return boxes

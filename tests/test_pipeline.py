@@ -1,4 +1,5 @@
 """The stage runner: skip-when-complete, failure reporting, and the quick preset end to end."""
+import importlib.util
 import json
 import os
 import sys
@@ -6,29 +7,60 @@ from pathlib import Path
 
 import pytest
 
+from cxr_keras.cli import COMMANDS
 from cxr_keras.config import preset
+from cxr_keras.paths import package_env
 from cxr_keras.pipeline import Stage, StageFailed, plan, run_stage, run_pipeline
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _script(tmp_path, name, body):
-    p = tmp_path / name
-    p.write_text(body)
-    return p
+def _stage_module(tmp_path, name, body):
+    """A module ``fake_stages.<name>`` under ``tmp_path`` (a stage runs ``python -m`` of a module)."""
+    package = tmp_path / "fake_stages"
+    package.mkdir(exist_ok=True)
+    (package / "__init__.py").touch()
+    (package / f"{name}.py").write_text(body)
+    return f"fake_stages.{name}"
 
 
 def test_a_finished_stage_leaves_a_marker_and_a_failed_one_does_not(tmp_path):
-    ok = _script(tmp_path, "ok.py", "import sys; print('hello from stage'); open(sys.argv[1], 'w').write('x')\n")
-    bad = _script(tmp_path, "bad.py", "import sys; print('boom'); sys.exit(3)\n")
+    ok = _stage_module(tmp_path, "ok", "import sys; print('hello from stage'); open(sys.argv[1], 'w').write('x')\n")
+    bad = _stage_module(tmp_path, "bad", "import sys; print('boom'); sys.exit(3)\n")
     out = tmp_path / "run"
-    run_stage(out, Stage("first", [str(ok), tmp_path / "made.txt"], tmp_path), 1, 2, dict(os.environ))
+    env = {"PYTHONPATH": str(tmp_path)}
+    run_stage(out, Stage("first", [ok, tmp_path / "made.txt"], tmp_path, env=env), 1, 2, dict(os.environ))
     marker = json.loads((out / "stages" / "first.json").read_text())
-    assert "ok.py" in marker["command"] and (tmp_path / "made.txt").exists()
+    assert marker["command"].startswith("python -m fake_stages.ok ") and (tmp_path / "made.txt").exists()
     assert "hello from stage" in (out / "logs" / "first.log").read_text()
     with pytest.raises(StageFailed, match=r"stage 'second' failed with exit code 3; see .*second\.log"):
-        run_stage(out, Stage("second", [str(bad)], tmp_path), 2, 2, dict(os.environ))
+        run_stage(out, Stage("second", [bad], tmp_path, env=env), 2, 2, dict(os.environ))
     assert not (out / "stages" / "second.json").exists()
+
+
+def test_stages_run_the_package_commands_not_checkout_paths(tmp_path):
+    """Each stage is ``python -m cxr_keras.cli.NAME`` of an existing command, shown as ``cxr-keras NAME``."""
+    for stage in plan(preset("demo"), tmp_path):
+        name = stage.argv[0]
+        assert name in COMMANDS, stage.name
+        cmd = stage.command()
+        assert cmd[:3] == [sys.executable, "-m", f"cxr_keras.cli.{name}"]
+        assert importlib.util.find_spec(stage.module) is not None, stage.module
+        assert stage.shown().startswith(f"cxr-keras {name} ")
+        assert not any("scripts" in part for part in cmd), cmd
+
+
+def test_package_env_makes_this_package_importable_from_anywhere(tmp_path):
+    env = package_env({"PYTHONPATH": "/somewhere/else"})
+    code = "import cxr_keras, sys; print(cxr_keras.__file__)"
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    import cxr_keras
+
+    assert Path(proc.stdout.strip()) == Path(cxr_keras.__file__)
+    root = str(Path(cxr_keras.__file__).resolve().parents[1])  # a checkout: not a site-packages folder
+    assert env["PYTHONPATH"].split(os.pathsep) == [root, "/somewhere/else"]
 
 
 def test_plan_covers_the_protocol_and_real_data_skips_the_dataset(tmp_path):

@@ -1,6 +1,8 @@
-"""Load, convert and resize one radiograph, with errors that name the file and the problem.
+"""Load, convert, resize and encode one radiograph, with errors that name the file and the problem;
+and the one definition of the NIH image size, box clipping and the box → pixel rule.
 
-Kept free of TensorFlow: plain numpy/OpenCV, called from a thread pool while records are written.
+Kept free of TensorFlow and pandas: plain numpy/OpenCV, called from a thread pool while records are
+written and imported by the renderers' worker processes.
 """
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ import cv2
 import numpy as np
 
 cv2.setNumThreads(1)  # one image per worker thread; the pool gives the parallelism
+
+NIH_IMAGE_SIZE = 1024  # side of an NIH ChestX-ray14 image: its boxes are in these pixels
+Box = Tuple[str, float, float, float, float]  # (finding, x, y, w, h), as a BBox_List_2017 row
 
 
 class ImageError(ValueError):
@@ -75,11 +80,14 @@ def resize(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=interp)
 
 
-def encode_png(img: np.ndarray) -> bytes:
-    """Lossless PNG bytes of a 2-D (or H×W×1) uint8 image."""
-    if img.ndim == 3:
+def encode_png(img: np.ndarray, compression: int = 1) -> bytes:
+    """Lossless PNG bytes of a uint8 image: 2-D or H×W×1 gray, H×W×3 BGR (colour figures).
+
+    ``compression`` is the zlib level 0-9 (speed against size; the pixels are the same).
+    """
+    if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img), [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
     if not ok:
         raise ImageError("PNG encoding failed")
     return buf.tobytes()
@@ -95,6 +103,21 @@ def clip_box(box_xywh: Sequence[float], width: int, height: int) -> Optional[Tup
     return xmin, ymin, xmax, ymax
 
 
+def clip_finding_box(box: Box, size: int = NIH_IMAGE_SIZE) -> Optional[Box]:
+    """:func:`clip_box` for a (finding, x, y, w, h) row on a size×size image, or None when nothing is left.
+
+    A box already inside the image keeps its exact values (no x + w − x round trip).
+    """
+    finding, x, y, w, h = (box[0],) + tuple(float(v) for v in box[1:])
+    xyxy = clip_box((x, y, w, h), size, size)
+    if xyxy is None:
+        return None
+    if xyxy == (x, y, x + w, y + h):
+        return (finding, x, y, w, h)
+    xmin, ymin, xmax, ymax = xyxy
+    return (finding, xmin, ymin, xmax - xmin, ymax - ymin)
+
+
 def scale_box(box_xyxy: Sequence[float], width: int, height: int, size: int) -> List[float]:
     """Scale an (xmin, ymin, xmax, ymax) box from a width×height image to size×size."""
     sx, sy = size / float(width), size / float(height)
@@ -102,13 +125,20 @@ def scale_box(box_xyxy: Sequence[float], width: int, height: int, size: int) -> 
     return [xmin * sx, ymin * sy, xmax * sx, ymax * sy]
 
 
-def box_mask(box_xyxy: Sequence[float], size: int) -> np.ndarray:
-    """uint8 {0,1} mask covering every pixel the box touches (never empty for a non-empty box)."""
+def box_region(box_xyxy: Sequence[float], size: int) -> Tuple[int, int, int, int]:
+    """The box → pixel rule: the (x0, y0, x1, y1) pixel rectangle, end-exclusive, of every pixel the box
+    touches on a size×size image (at least one pixel)."""
     xmin, ymin, xmax, ymax = box_xyxy
     x0 = int(np.clip(np.floor(xmin), 0, size - 1))
     y0 = int(np.clip(np.floor(ymin), 0, size - 1))
     x1 = int(np.clip(np.ceil(xmax), x0 + 1, size))
     y1 = int(np.clip(np.ceil(ymax), y0 + 1, size))
+    return x0, y0, x1, y1
+
+
+def box_mask(box_xyxy: Sequence[float], size: int) -> np.ndarray:
+    """uint8 {0,1} mask covering every pixel the box touches (:func:`box_region`; never empty)."""
+    x0, y0, x1, y1 = box_region(box_xyxy, size)
     mask = np.zeros((size, size), np.uint8)
     mask[y0:y1, x0:x1] = 1
     return mask

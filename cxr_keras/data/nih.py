@@ -17,6 +17,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from cxr_keras.config import FINDINGS, HEALTHY, DataConfig
+from cxr_keras.data.images import NIH_IMAGE_SIZE  # noqa: F401  (nih.NIH_IMAGE_SIZE: the same constant)
 from cxr_keras.io_utils import atomic_write_text, read_json
 
 BBOX_NAMES = ("BBox_List_2017.csv", "BBox_List_2017.csv.gz")
@@ -30,7 +31,6 @@ ENTRY_NAMES = (
 ALIASES = {"Infiltration": "Infiltrate"}
 # The eight findings that carry boxes in BBox_List_2017 (the paper keeps six of them).
 BOX_FINDINGS = FINDINGS + ("Mass", "Nodule")
-NIH_IMAGE_SIZE = 1024
 MANIFEST_VERSION = 1
 
 

@@ -3,6 +3,8 @@
 Protocols (Table 2 of the paper): ``ori`` trains on the real training annotations only;
 ``ori_pix2pix`` / ``ori_pix2pix_n`` / ``ori_stargan`` add the synthetic images of one generator.
 Every protocol gets exactly the same model and training settings; only ``input_path`` differs.
+``make_od_configs`` writes them with absolute paths for given folders; ``write_repo_configs`` renders
+the set checked in under ``od_configs/paper/`` with repository-relative paths.
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from pathlib import Path
 from string import Template
 from typing import Dict, Mapping, Optional, Sequence, Union
 
-from cxr_keras.config import FINDINGS, DetectionConfig
+from cxr_keras.config import FINDINGS, PRESETS, DetectionConfig
 from cxr_keras.io_utils import atomic_write_text
+from cxr_keras.paths import RecordsPaths, SynPaths
 
 PathLike = Union[str, os.PathLike]
 
@@ -25,9 +28,13 @@ PROTOCOLS: Dict[str, Sequence[str]] = {
     "ori_pix2pix_n": ("pix2pix_n",),
     "ori_stargan": ("stargan",),
 }
-RECORD_FILES = ("det_train.tfrecord", "det_test.tfrecord", "label_map.pbtxt")
-SYN_RECORD = "detection.tfrecord"
 TEMPLATE = "faster_rcnn.config"
+# The configs checked in under od_configs/<preset>/: paths relative to the repository root, where
+# make_tfrecords writes tfrecords/ and synthesize writes runs/syn/<generator>/ (od_configs/README.md).
+REPO_RECORDS = "tfrecords"
+REPO_SYN = "runs/syn"
+# StarGAN sets have no boxes, hence no detection record: ori_stargan is not among them.
+REPO_PROTOCOLS = ("ori", "ori_pix2pix", "ori_pix2pix_n")
 
 # Second-stage crop geometry per backbone family, as in the OD API's own sample configs.
 _CROP = {"inception": (17, 1, 1), "resnet": (14, 2, 2)}
@@ -59,8 +66,9 @@ def render_pipeline_config(
     preset: str = "paper",
     num_classes: int = len(FINDINGS),
     steps: Optional[int] = None,
+    absolute: bool = True,
 ) -> str:
-    """Fill the template for one protocol (paths are made absolute)."""
+    """Fill the template for one protocol (paths are made absolute unless ``absolute=False``)."""
     if not train_paths:
         raise ConfigInputError(f"protocol {protocol}: no training records")
     if cfg.second_stage_batch_size > cfg.first_stage_max_proposals:
@@ -68,6 +76,7 @@ def render_pipeline_config(
             f"second_stage_batch_size ({cfg.second_stage_batch_size}) must not exceed "
             f"first_stage_max_proposals ({cfg.first_stage_max_proposals})")
     crop, pool_kernel, pool_stride = _crop_geometry(cfg.feature_extractor)
+    _abs = _absolute if absolute else _posix
     fine_tune = ""
     if cfg.fine_tune_checkpoint:
         fine_tune = (f'  fine_tune_checkpoint: "{_abs(cfg.fine_tune_checkpoint)}"\n'
@@ -95,43 +104,48 @@ def render_pipeline_config(
     return Template(template_text()).substitute(values)
 
 
-def _abs(path: PathLike) -> str:
+def _absolute(path: PathLike) -> str:
     return Path(path).expanduser().resolve().as_posix()
 
 
-def check_records_dir(records_dir: PathLike) -> Dict[str, Path]:
-    """Return the detection files of a RECORDS folder, or say which one is missing."""
-    records_dir = Path(records_dir)
-    if not records_dir.is_dir():
-        raise ConfigInputError(f"{records_dir}: records folder does not exist")
-    found = {}
-    for name in RECORD_FILES:
-        path = records_dir / name
+def _posix(path: PathLike) -> str:
+    return Path(path).as_posix()
+
+
+def _detection_files(records: RecordsPaths) -> Sequence[Path]:
+    return records.det("train"), records.det("test"), records.label_map
+
+
+def check_records_dir(records_dir: PathLike) -> RecordsPaths:
+    """The RECORDS folder, once its detection files are there, or say which one is missing."""
+    records = RecordsPaths(records_dir)
+    if not records.root.is_dir():
+        raise ConfigInputError(f"{records.root}: records folder does not exist")
+    for path in _detection_files(records):
         if not path.is_file() or path.stat().st_size == 0:
-            raise ConfigInputError(f"{path}: missing or empty (run scripts/make_tfrecords.py first)")
-        found[name] = path
-    return found
+            raise ConfigInputError(f"{path}: missing or empty (run cxr-keras make_tfrecords first)")
+    return records
 
 
-def synthetic_record(name: str, syn_dir: PathLike) -> Path:
+def synthetic_record(name: str, syn_dir: PathLike, check: bool = True) -> Path:
     """The OD record of one SYN folder, with a clear error if the folder has none."""
-    path = Path(syn_dir) / SYN_RECORD
-    if not path.is_file() or path.stat().st_size == 0:
-        raise ConfigInputError(f"{path}: synthetic set {name!r} has no {SYN_RECORD} "
-                               f"(run scripts/synthesize.py for it first)")
+    path = SynPaths(syn_dir).detection
+    if check and (not path.is_file() or path.stat().st_size == 0):
+        raise ConfigInputError(f"{path}: synthetic set {name!r} has no {path.name} "
+                               f"(run cxr-keras synthesize for it first)")
     return path
 
 
-def protocol_inputs(protocol: str, records: Mapping[str, Path],
-                    synthetic: Mapping[str, PathLike]) -> list:
+def protocol_inputs(protocol: str, records: RecordsPaths, synthetic: Mapping[str, PathLike],
+                    check: bool = True) -> list:
     """Training records of one protocol: the real det_train plus its synthetic sets."""
     if protocol not in PROTOCOLS:
         raise ConfigInputError(f"unknown protocol {protocol!r}; choose from {sorted(PROTOCOLS)}")
-    paths = [records["det_train.tfrecord"]]
+    paths = [records.det("train")]
     for name in PROTOCOLS[protocol]:
         if name not in synthetic:
             raise ConfigInputError(f"protocol {protocol} needs --synthetic {name}=SYN_DIR")
-        paths.append(synthetic_record(name, synthetic[name]))
+        paths.append(synthetic_record(name, synthetic[name], check))
     return paths
 
 
@@ -163,17 +177,39 @@ def make_od_configs(
     summary = {}
     for protocol in protocols:
         train_paths = protocol_inputs(protocol, records, synthetic)
-        text = render_pipeline_config(cfg, train_paths, records["det_test.tfrecord"],
-                                      records["label_map.pbtxt"], protocol=protocol,
-                                      preset=preset, steps=steps)
+        text = render_pipeline_config(cfg, train_paths, records.det("test"), records.label_map,
+                                      protocol=protocol, preset=preset, steps=steps)
         path = out_dir / f"{protocol}.config"
         atomic_write_text(path, text)
         written[protocol] = path
-        summary[protocol] = {"config": _abs(path), "train": [_abs(p) for p in train_paths],
-                             "test": _abs(records["det_test.tfrecord"])}
+        summary[protocol] = {"config": _absolute(path), "train": [_absolute(p) for p in train_paths],
+                             "test": _absolute(records.det("test"))}
     atomic_write_text(out_dir / "protocols.json", json.dumps(
         {"preset": preset, "steps": int(steps if steps is not None else cfg.steps),
          "protocols": summary}, indent=2))
+    return written
+
+
+def repo_config_texts(preset_name: str = "paper") -> Dict[str, str]:
+    """{protocol: text} of the configs checked in under ``od_configs/<preset>/``: the preset's
+    settings, paths relative to the repository root (``tfrecords/…``, ``runs/syn/<generator>/…``)."""
+    if preset_name not in PRESETS:
+        raise ConfigInputError(f"unknown preset {preset_name!r}; choose from {sorted(PRESETS)}")
+    cfg = PRESETS[preset_name]().detection
+    records = RecordsPaths(REPO_RECORDS)
+    synthetic = {name: f"{REPO_SYN}/{name}" for names in PROTOCOLS.values() for name in names}
+    return {protocol: render_pipeline_config(
+                cfg, protocol_inputs(protocol, records, synthetic, check=False), records.det("test"),
+                records.label_map, protocol=protocol, preset=preset_name, absolute=False)
+            for protocol in REPO_PROTOCOLS}
+
+
+def write_repo_configs(out_dir: PathLike, preset_name: str = "paper") -> Dict[str, Path]:
+    """Write ``repo_config_texts`` as ``OUT/<protocol>.config`` (``make od-configs``); return the paths."""
+    written = {}
+    for protocol, text in repo_config_texts(preset_name).items():
+        written[protocol] = Path(out_dir) / f"{protocol}.config"
+        atomic_write_text(written[protocol], text)
     return written
 
 

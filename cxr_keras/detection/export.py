@@ -53,7 +53,7 @@ def export_saved_model(pipeline_config: PathLike, checkpoint_dir: PathLike, out_
     try:
         proc = subprocess.run(export_command(pipeline_config, checkpoint_dir, tmp),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              env=od_compat.child_env(), cwd=str(od_compat.REPO_ROOT), timeout=timeout)
+                              env=od_compat.child_env(), timeout=timeout)
         if proc.returncode != 0 or not (tmp / "saved_model" / "saved_model.pb").is_file():
             tail = "\n".join(proc.stdout.decode(errors="replace").splitlines()[-25:])
             raise ExportError(f"exporter_main_v2 failed for {checkpoint_dir} "

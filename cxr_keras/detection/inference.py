@@ -164,7 +164,7 @@ class SavedModelDetector:
         sm = export_dir / "saved_model" if (export_dir / "saved_model").is_dir() else export_dir
         if not (sm / "saved_model.pb").is_file():
             raise FileNotFoundError(f"{export_dir}: no saved_model.pb (expected the output folder "
-                                    f"of scripts/export_detector.py or its saved_model/)")
+                                    f"of cxr-keras export_detector or its saved_model/)")
         self.model = tf.saved_model.load(str(sm))
         self.path = sm
 

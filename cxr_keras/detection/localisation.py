@@ -27,6 +27,7 @@ import numpy as np
 
 from cxr_keras.config import FINDINGS
 from cxr_keras.io_utils import atomic_path, atomic_write_text, read_json
+from cxr_keras.paths import DetectorRunPaths
 
 PathLike = Union[str, os.PathLike]
 MODES = ("top1", "any")
@@ -204,13 +205,16 @@ def table2_markdown(rows: Sequence[dict], iou_threshold: float, window: int, mod
     return "\n".join(lines) + "\n"
 
 
+def table2_files(out_dir: PathLike, stem: str = "table2") -> Tuple[Path, Path]:
+    """Where ``write_table2`` puts the markdown and the CSV table."""
+    return Path(out_dir) / f"{stem}.md", Path(out_dir) / f"{stem}.csv"
+
+
 def write_table2(rows: Sequence[dict], out_dir: PathLike, iou_threshold: float, window: int,
                  mode: str = "top1", select: str = "per_finding",
                  stem: str = "table2") -> Tuple[Path, Path]:
     """Write ``OUT/table2.md`` and ``OUT/table2.csv``; return both paths."""
-    out_dir = Path(out_dir)
-    md = out_dir / f"{stem}.md"
-    csv_path = out_dir / f"{stem}.csv"
+    md, csv_path = table2_files(out_dir, stem)
     atomic_write_text(md, table2_markdown(rows, iou_threshold, window, mode, select))
     buf = io.StringIO()
     fields = ["protocol", "window", "finding", "correct", "total", "accuracy", "best_step",
@@ -310,14 +314,13 @@ def read_scores(path: PathLike, iou_threshold: Optional[float] = None, mode: Opt
 # --- RUN folders of train.py ---------------------------------------------------------------------
 def run_protocol_name(run_dir: PathLike) -> str:
     """The protocol of a run: ``RUN/protocol.json`` or else the folder name."""
-    run_dir = Path(run_dir)
-    meta = run_dir / "protocol.json"
+    meta = DetectorRunPaths(run_dir).protocol
     if meta.is_file():
-        data = read_json(meta, ValueError, what="protocol.json")
+        data = read_json(meta, ValueError, what=meta.name)
         if not isinstance(data, dict) or "protocol" not in data:
-            raise ValueError(f"{meta}: unreadable protocol.json (no 'protocol' key)")
+            raise ValueError(f"{meta}: unreadable {meta.name} (no 'protocol' key)")
         return str(data["protocol"])
-    return run_dir.name
+    return Path(run_dir).name
 
 
 def run_counts(run_dir: PathLike, iou_threshold: float = 0.1, mode: str = "top1",
@@ -326,24 +329,24 @@ def run_counts(run_dir: PathLike, iou_threshold: float = 0.1, mode: str = "top1"
     read from ``scores.csv`` when the detections are gone (then only its own settings exist)."""
     from cxr_keras.detection.inference import load_results
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: run folder does not exist")
-    files = sorted((run_dir / "detections").glob("step_*.npz"))
+    paths = DetectorRunPaths(run_dir)
+    if not paths.root.is_dir():
+        raise FileNotFoundError(f"{paths.root}: run folder does not exist")
+    files = paths.detection_files()
     if files:
         out = {}
         for f in files:
             try:
-                step = int(f.stem.split("_", 1)[1])
+                step = paths.detection_step(f)
             except ValueError:
-                raise ValueError(f"{f}: expected a name like step_00005000.npz") from None
+                raise ValueError(f"{f}: expected a name like {paths.detection(5000).name}") from None
             out[step] = localisation_counts(load_results(f), findings, iou_threshold, mode,
                                             score_threshold)
         return out
-    scores = run_dir / "scores.csv"
+    scores = paths.scores
     if not scores.is_file():
-        raise FileNotFoundError(f"{run_dir}: neither detections/step_*.npz nor scores.csv "
-                                f"(not a run of scripts/train_detector.py?)")
+        raise FileNotFoundError(f"{paths.root}: neither {paths.detections.name}/ files nor "
+                                f"{scores.name} (not a run of cxr-keras train_detector?)")
     out = read_scores(scores, iou_threshold, mode, score_threshold)
     if not out:
         raise ValueError(f"{scores}: no rows for IoU {iou_threshold}, mode {mode} (and no "

@@ -1,7 +1,9 @@
 """The one place that adapts the TF Object Detection API 2.8.0.post1 to TensorFlow 2.15.1.
 
 Import this module before TensorFlow / protobuf / ``object_detection``. It does two things and
-nothing else, and doing them twice is harmless:
+nothing else, and doing them twice is harmless (both are defined once, in the top-level
+``cxr_keras_od_startup`` module, which the installed start-up hook also runs for the OD API's own
+entry points: ``python -m object_detection.model_main_tf2 ...`` needs no variable set by hand):
 
 1. ``PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python``: the OD API ships old-style generated
    ``*_pb2.py`` files that protobuf 4.x only accepts with the pure-Python implementation
@@ -11,7 +13,8 @@ nothing else, and doing them twice is harmless:
    record decoder) still calls ``control_flow_ops.case / cond / while_loop / Assert``, which
    TF >= 2.14 moved to ``control_flow_case``, ``cond``, ``while_loop`` and ``control_flow_assert``.
 
-Launcher, so the OD API's own entry points run unchanged with the shim in place::
+Launcher, so the OD API's own entry points run unchanged with the shim in place even where the
+start-up hook is not installed (a checkout used without ``pip install``)::
 
     python -m cxr_keras.detection.od_compat model_main_tf2 --pipeline_config_path=... --model_dir=...
     python -m cxr_keras.detection.od_compat exporter_main_v2 --input_type=image_tensor ...
@@ -21,21 +24,13 @@ Launcher, so the OD API's own entry points run unchanged with the shim in place:
 """
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 from typing import Dict
 
-os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+import cxr_keras_od_startup as _startup
+from cxr_keras.paths import package_env
 
-# (old name on control_flow_ops, module that holds it now, attribute there)
-_ALIASES = (
-    ("case", "tensorflow.python.ops.control_flow_case", "case"),
-    ("cond", "tensorflow.python.ops.cond", "cond"),
-    ("while_loop", "tensorflow.python.ops.while_loop", "while_loop"),
-    ("Assert", "tensorflow.python.ops.control_flow_assert", "Assert"),
-)
+_startup.use_python_protobuf()
 _installed = False
 
 
@@ -46,27 +41,18 @@ class ODAPIUnavailable(ImportError):
 def install() -> None:
     """Set the protobuf variable and the tf_slim aliases (idempotent; call before OD imports)."""
     global _installed
-    os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
+    _startup.use_python_protobuf()
     if _installed:
         return
-    import importlib
-
-    from tensorflow.python.ops import control_flow_ops
-
-    for old, module_name, attr in _ALIASES:
-        if not hasattr(control_flow_ops, old):
-            target = importlib.import_module(module_name)
-            setattr(control_flow_ops, old, getattr(target, attr))
+    _startup.install_aliases()
     _installed = True
 
 
 def child_env() -> Dict[str, str]:
     """This process's environment for an OD API child process: the protobuf setting above, and
-    the repository first on ``PYTHONPATH`` so ``python -m cxr_keras...`` resolves from any cwd."""
-    env = dict(os.environ)
-    env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in
-                                         env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    this cxr_keras importable by ``python -m cxr_keras...`` from any working folder."""
+    env = package_env()
+    env[_startup.PROTOBUF_VARIABLE] = "python"
     return env
 
 

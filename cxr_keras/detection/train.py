@@ -14,7 +14,10 @@ RUN layout::
 
     protocol.json   pipeline.config   train.log   scores.csv   detections/step_00000100.npz
     model/          OD API checkpoints (ckpt-N.*, 'checkpoint') and TensorBoard train/ events
-    export/         SavedModel of the final checkpoint (optional, scripts/export_detector.py)
+    export/         SavedModel of the final checkpoint (optional, ``cxr-keras export_detector``)
+
+(the names live in ``cxr_keras.paths.DetectorRunPaths``). ``train_protocol`` = ``resolve_run``
+(check everything first) + ``prepare_run`` + the child and a ``CheckpointWatcher``.
 """
 from __future__ import annotations
 
@@ -31,37 +34,32 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from cxr_keras.config import FINDINGS, DetectionConfig
 from cxr_keras.detection import localisation
 from cxr_keras.io_utils import atomic_write_text
+from cxr_keras.paths import DetectorRunPaths
 
 PathLike = Union[str, os.PathLike]
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # see _child_env
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
 
 
-class TrainingError(RuntimeError):
+class DetectorTrainingError(RuntimeError):
     """The OD API training process failed; the message carries the end of its log."""
 
 
 @dataclass
-class TrainResult:
+class DetectorRunResult:
+    """What one protocol's training left: the run folder, its final checkpoint, the scored steps."""
+
     run_dir: Path
     protocol: str
     final_checkpoint: Optional[str]
     final_step: int
     scored_steps: List[int] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def run_paths(run_dir: PathLike) -> Dict[str, Path]:
-    run_dir = Path(run_dir)
-    return {"run": run_dir, "model": run_dir / "model", "scores": run_dir / "scores.csv",
-            "detections": run_dir / "detections", "log": run_dir / "train.log",
-            "protocol": run_dir / "protocol.json", "config": run_dir / "pipeline.config",
-            "export": run_dir / "export"}
 
 
 def list_checkpoints(model_dir: PathLike) -> List[str]:
@@ -158,32 +156,31 @@ class _DiskGuard(threading.Thread):
             self.paused = False
 
 
-def train_protocol(
-    pipeline_config: PathLike,
-    run_dir: PathLike,
-    cfg: DetectionConfig = DetectionConfig(),
-    protocol: Optional[str] = None,
-    steps: Optional[int] = None,
-    test_record: Optional[PathLike] = None,
-    max_checkpoints: int = 3,
-    poll_seconds: float = 5.0,
-    guard_seconds: float = 0.2,
-    score_limit: Optional[int] = None,
-    findings: Sequence[str] = FINDINGS,
-    log: Callable[[str], None] = print,
-) -> TrainResult:
-    """Train ``pipeline_config`` into ``run_dir`` for ``steps`` (default: the config's num_steps).
+@dataclass(frozen=True)
+class DetectorRun:
+    """One protocol run, resolved and checked before anything is started or written."""
 
-    Checkpoints are written every ``cfg.checkpoint_every`` steps; those in the windows
-    ``cfg.eval_steps ± cfg.window`` are scored with ``cfg.iou`` / ``cfg.localisation_mode`` on
-    ``test_record`` (default: the config's eval input). Re-running resumes from the newest
-    checkpoint and skips steps already in ``scores.csv``.
-    """
+    paths: DetectorRunPaths
+    pipeline_config: Path  # the config given (absolute); RUN/pipeline.config is its copy
+    protocol: str
+    steps: int
+    test_record: Path
+    cfg: DetectionConfig
+    findings: Tuple[str, ...]
+
+    @property
+    def every(self) -> int:
+        return int(self.cfg.checkpoint_every)
+
+
+def resolve_run(pipeline_config: PathLike, run_dir: PathLike, cfg: DetectionConfig,
+                protocol: Optional[str] = None, steps: Optional[int] = None,
+                test_record: Optional[PathLike] = None, max_checkpoints: int = 3,
+                findings: Sequence[str] = FINDINGS) -> DetectorRun:
+    """Read the config and check the settings (steps a multiple of ``checkpoint_every``, the test
+    record present); raise ValueError / FileNotFoundError naming the problem."""
     from cxr_keras.detection.configs import eval_record_path, load_pipeline_configs
-    from cxr_keras.detection.inference import CheckpointDetector, save_results
 
-    t0 = time.time()
-    paths = run_paths(run_dir)
     pipeline_config = Path(pipeline_config).resolve()
     configs = load_pipeline_configs(pipeline_config)
     steps = int(steps if steps is not None else configs["train_config"].num_steps)
@@ -200,93 +197,161 @@ def train_protocol(
     if not test_record.is_file():
         raise FileNotFoundError(f"{test_record}: test record (eval_input_reader of "
                                 f"{pipeline_config}) does not exist")
-    protocol = protocol or pipeline_config.stem
-    for key in ("run", "model", "detections"):
-        paths[key].mkdir(parents=True, exist_ok=True)
-    if pipeline_config != paths["config"].resolve():
-        shutil.copyfile(pipeline_config, paths["config"])
-    atomic_write_text(paths["protocol"], json.dumps({
-        "protocol": protocol, "pipeline_config": str(pipeline_config), "steps": steps,
-        "checkpoint_every": every, "eval_steps": list(cfg.eval_steps), "window": cfg.window,
+    return DetectorRun(DetectorRunPaths(run_dir), pipeline_config, protocol or pipeline_config.stem,
+                       steps, test_record, cfg, tuple(findings))
+
+
+def prepare_run(run: DetectorRun) -> None:
+    """Create the run folder, copy the config into it and record the protocol's settings."""
+    paths, cfg = run.paths, run.cfg
+    for folder in (paths.root, paths.model, paths.detections):
+        folder.mkdir(parents=True, exist_ok=True)
+    if run.pipeline_config != paths.config.resolve():
+        shutil.copyfile(run.pipeline_config, paths.config)
+    atomic_write_text(paths.protocol, json.dumps({
+        "protocol": run.protocol, "pipeline_config": str(run.pipeline_config), "steps": run.steps,
+        "checkpoint_every": run.every, "eval_steps": list(cfg.eval_steps), "window": cfg.window,
         "iou": cfg.iou, "mode": cfg.localisation_mode, "score_threshold": cfg.score_threshold,
-        "test_record": str(test_record.resolve()), "findings": list(findings),
+        "test_record": str(run.test_record.resolve()), "findings": list(run.findings),
     }, indent=2))
 
-    done = set(scored_steps(paths["scores"]))
-    handled: set = set()
-    detector: List[CheckpointDetector] = []
 
-    def score(prefix: str, step: int) -> None:
-        if not detector:
-            detector.append(CheckpointDetector.for_config(paths["config"]))
+class CheckpointWatcher:
+    """Scores the in-window checkpoints of ``RUN/model`` as they appear and deletes handled ones.
+
+    A step already in ``scores.csv`` is not scored again (re-runs resume); the newest checkpoint
+    is always kept (resume, export).
+    """
+
+    def __init__(self, run: DetectorRun, score_limit: Optional[int] = None,
+                 log: Callable[[str], None] = print):
+        self.run, self.score_limit, self.log = run, score_limit, log
+        self.done = set(scored_steps(run.paths.scores))
+        self.handled: set = set()
+        self._detector = None
+
+    def in_window(self, step: int) -> bool:
+        return localisation.in_any_window(step, self.run.cfg.eval_steps, self.run.cfg.window)
+
+    def score(self, prefix: str, step: int) -> None:
+        """Detect on the test record with this checkpoint; keep the detections and the counts."""
+        from cxr_keras.detection.inference import CheckpointDetector, save_results
+
+        run, cfg = self.run, self.run.cfg
+        if self._detector is None:
+            self._detector = CheckpointDetector.for_config(run.paths.config)
         t = time.time()
-        results = detector[0].restore(prefix).run(test_record, limit=score_limit)
+        results = self._detector.restore(prefix).run(run.test_record, limit=self.score_limit)
         counts = localisation.localisation_counts(
-            results, findings, cfg.iou, cfg.localisation_mode, cfg.score_threshold)
-        save_results(paths["detections"] / f"step_{step:08d}.npz", results, step=step,
-                     protocol=protocol)
-        localisation.append_scores(paths["scores"], step, counts, cfg.iou,
+            results, run.findings, cfg.iou, cfg.localisation_mode, cfg.score_threshold)
+        save_results(run.paths.detection(step), results, step=step, protocol=run.protocol)
+        localisation.append_scores(run.paths.scores, step, counts, cfg.iou,
                                    cfg.localisation_mode, cfg.score_threshold)
-        done.add(step)
+        self.done.add(step)
         c, n = counts[localisation.TOTAL]
-        log(f"[{protocol}] step {step}: {c}/{n} boxes correctly located "
-            f"({len(results)} images, {time.time() - t:.0f} s)")
+        self.log(f"[{run.protocol}] step {step}: {c}/{n} boxes correctly located "
+                 f"({len(results)} images, {time.time() - t:.0f} s)")
 
-    def sweep() -> bool:
-        """Score at most one new in-window checkpoint, delete all but the newest handled one;
-        return True while unhandled checkpoints remain."""
-        ckpts = list_checkpoints(paths["model"])
-        pending = [p for p in ckpts if p not in handled]
-        for prefix in pending:
-            step = checkpoint_step(prefix)
-            handled.add(prefix)
-            if step not in done and localisation.in_any_window(step, cfg.eval_steps, cfg.window):
-                score(prefix, step)
-                break
-        for prefix in ckpts[:-1]:
-            if prefix in handled:
+    def prune(self, checkpoints: Sequence[str]) -> None:
+        """Delete every handled checkpoint but the newest of ``checkpoints``."""
+        for prefix in checkpoints[:-1]:
+            if prefix in self.handled:
                 delete_checkpoint(prefix)
-        return any(p not in handled for p in list_checkpoints(paths["model"]))
 
-    existing = list_checkpoints(paths["model"])
-    if existing and checkpoint_step(existing[-1]) >= steps:
-        log(f"[{protocol}] already trained to step {checkpoint_step(existing[-1])}")
-        while sweep():
+    def poll(self) -> bool:
+        """Score at most one new in-window checkpoint, prune; True while unhandled ones remain."""
+        checkpoints = list_checkpoints(self.run.paths.model)
+        for prefix in [p for p in checkpoints if p not in self.handled]:
+            step = checkpoint_step(prefix)
+            self.handled.add(prefix)
+            if step not in self.done and self.in_window(step):
+                self.score(prefix, step)
+                break
+        self.prune(checkpoints)
+        return any(p not in self.handled for p in list_checkpoints(self.run.paths.model))
+
+    def drain(self) -> None:
+        """Handle every checkpoint already on disk."""
+        while self.poll():
             pass
-    else:
-        cmd = child_command(paths["config"], paths["model"], steps, every)
-        log(f"[{protocol}] training {steps} steps: {' '.join(cmd)}  (log: {paths['log']})")
-        with open(paths["log"], "ab") as log_fh:
-            child = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT,
-                                     env=_child_env(), cwd=str(od_compat.REPO_ROOT))
-        guard = _DiskGuard(child, paths["model"], max_checkpoints, guard_seconds)
-        guard.start()
-        try:
-            while True:
-                running = child.poll() is None
-                more = sweep()
-                if not running and not more:
-                    break
-                if not more:
-                    time.sleep(poll_seconds)
-        except BaseException:
-            guard.stop()
-            if child.poll() is None:
-                child.terminate()
-                child.wait(timeout=60)
-            raise
+
+
+def _train_and_watch(run: DetectorRun, watcher: CheckpointWatcher, max_checkpoints: int,
+                     poll_seconds: float, guard_seconds: float, log: Callable[[str], None]) -> None:
+    """Run the OD API child while the watcher scores; the disk guard bounds the checkpoints."""
+    paths = run.paths
+    cmd = child_command(paths.config, paths.model, run.steps, run.every)
+    log(f"[{run.protocol}] training {run.steps} steps: {' '.join(cmd)}  (log: {paths.log})")
+    with open(paths.log, "ab") as log_fh:
+        child = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=_child_env())
+    guard = _DiskGuard(child, paths.model, max_checkpoints, guard_seconds)
+    guard.start()
+    try:
+        while True:
+            running = child.poll() is None
+            more = watcher.poll()
+            if not running and not more:
+                break
+            if not more:
+                time.sleep(poll_seconds)
+    except BaseException:
         guard.stop()
-        if child.returncode != 0:
-            raise TrainingError(f"OD API training of {protocol} failed (exit {child.returncode}); "
-                                f"end of {paths['log']}:\n{_log_tail(paths['log'])}")
-    final = list_checkpoints(paths["model"])
-    final_prefix = final[-1] if final else None
-    final_step = checkpoint_step(final_prefix) if final_prefix else 0
-    if final_step != steps:
-        raise TrainingError(f"{paths['model']}: newest checkpoint is at step {final_step}, "
-                            f"expected {steps}; end of {paths['log']}:\n{_log_tail(paths['log'])}")
-    return TrainResult(paths["run"], protocol, final_prefix, final_step, sorted(done),
-                       time.time() - t0)
+        if child.poll() is None:
+            child.terminate()
+            child.wait(timeout=60)
+        raise
+    guard.stop()
+    if child.returncode != 0:
+        raise DetectorTrainingError(f"OD API training of {run.protocol} failed (exit "
+                                    f"{child.returncode}); end of {paths.log}:\n{_log_tail(paths.log)}")
+
+
+def _final_checkpoint(run: DetectorRun) -> Tuple[Optional[str], int]:
+    """The newest checkpoint and its step, which must be the run's last step."""
+    final = list_checkpoints(run.paths.model)
+    prefix = final[-1] if final else None
+    step = checkpoint_step(prefix) if prefix else 0
+    if step != run.steps:
+        raise DetectorTrainingError(f"{run.paths.model}: newest checkpoint is at step {step}, expected "
+                                    f"{run.steps}; end of {run.paths.log}:\n{_log_tail(run.paths.log)}")
+    return prefix, step
+
+
+def train_protocol(
+    pipeline_config: PathLike,
+    run_dir: PathLike,
+    cfg: DetectionConfig = DetectionConfig(),
+    protocol: Optional[str] = None,
+    steps: Optional[int] = None,
+    test_record: Optional[PathLike] = None,
+    max_checkpoints: int = 3,
+    poll_seconds: float = 5.0,
+    guard_seconds: float = 0.2,
+    score_limit: Optional[int] = None,
+    findings: Sequence[str] = FINDINGS,
+    log: Callable[[str], None] = print,
+) -> DetectorRunResult:
+    """Train ``pipeline_config`` into ``run_dir`` for ``steps`` (default: the config's num_steps).
+
+    Checkpoints are written every ``cfg.checkpoint_every`` steps; those in the windows
+    ``cfg.eval_steps ± cfg.window`` are scored with ``cfg.iou`` / ``cfg.localisation_mode`` on
+    ``test_record`` (default: the config's eval input). Re-running resumes from the newest
+    checkpoint and skips steps already in ``scores.csv``.
+    """
+    t0 = time.time()
+    run = resolve_run(pipeline_config, run_dir, cfg, protocol, steps, test_record, max_checkpoints,
+                      findings)
+    prepare_run(run)
+    watcher = CheckpointWatcher(run, score_limit, log)
+    existing = list_checkpoints(run.paths.model)
+    if existing and checkpoint_step(existing[-1]) >= run.steps:
+        log(f"[{run.protocol}] already trained to step {checkpoint_step(existing[-1])}")
+        watcher.drain()
+    else:
+        _train_and_watch(run, watcher, max_checkpoints, poll_seconds, guard_seconds, log)
+    prefix, step = _final_checkpoint(run)
+    return DetectorRunResult(run.paths.root, run.protocol, prefix, step, sorted(watcher.done),
+                             time.time() - t0)
 
 
 def _child_main(args) -> None:
@@ -320,7 +385,7 @@ def main(argv=None) -> None:
     parser.add_argument("--checkpoint-every", type=int, required=True)
     args = parser.parse_args(argv)
     if not args.child:
-        parser.error("this entry point is the training child; use scripts/train_detector.py")
+        parser.error("this entry point is the training child; use cxr-keras train_detector")
     _child_main(args)
 
 

@@ -16,18 +16,24 @@ def conv_init() -> tf.keras.initializers.Initializer:
 class InstanceNormalization(tf.keras.layers.Layer):
     """Normalise each image and channel over its spatial axes (learned scale and offset).
 
-    Statistics are computed in float32 even under a mixed-precision policy.
+    Statistics are computed in float32 even under a mixed-precision policy. ``gamma_initializer``:
+    pix2pix draws the scale from N(1, 0.02) (the default), StarGAN starts it at ones. ``fused``: small
+    static batches use the per-image fused kernel (pix2pix); ``False`` always takes the moments graph
+    (StarGAN, whose numerics it keeps).
     """
 
     FUSED_MAX_BATCH = 32  # static batches up to this size use the per-image fused kernel
 
-    def __init__(self, epsilon: float = 1e-5, **kwargs):
+    def __init__(self, epsilon: float = 1e-5, gamma_initializer=None, fused: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = epsilon
+        self.gamma_initializer = tf.keras.initializers.get(
+            gamma_initializer or tf.keras.initializers.RandomNormal(1.0, INIT_STDDEV))
+        self.fused = fused
 
     def build(self, input_shape):
         c = int(input_shape[-1])
-        self.gamma = self.add_weight(name="gamma", shape=(c,), initializer=tf.keras.initializers.RandomNormal(1.0, INIT_STDDEV))
+        self.gamma = self.add_weight(name="gamma", shape=(c,), initializer=self.gamma_initializer)
         self.beta = self.add_weight(name="beta", shape=(c,), initializer="zeros")
         super().build(input_shape)
 
@@ -35,7 +41,7 @@ class InstanceNormalization(tf.keras.layers.Layer):
         x32 = tf.cast(x, tf.float32)
         gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
         batch = x.shape[0]
-        if batch is not None and 1 <= batch <= self.FUSED_MAX_BATCH:
+        if self.fused and batch is not None and 1 <= batch <= self.FUSED_MAX_BATCH:
             # For one image, instance norm *is* training-mode batch norm: the fused kernel (forward
             # and gradient) per image is 1.2–2× faster on CPU than the moments graph below.
             parts = tf.split(x32, batch, axis=0) if batch > 1 else [x32]
@@ -44,11 +50,12 @@ class InstanceNormalization(tf.keras.layers.Layer):
             y = tf.concat(ys, axis=0) if batch > 1 else ys[0]
             return tf.cast(y, self.compute_dtype)
         mean, var = tf.nn.moments(x32, axes=[1, 2], keepdims=True)
-        y = tf.nn.batch_normalization(x32, mean, var, beta, gamma, self.epsilon)
+        y = (x32 - mean) * tf.math.rsqrt(var + self.epsilon) * gamma + beta
         return tf.cast(y, self.compute_dtype)
 
     def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return {**super().get_config(), "epsilon": self.epsilon, "fused": self.fused,
+                "gamma_initializer": tf.keras.initializers.serialize(self.gamma_initializer)}
 
 
 def make_norm(kind: str, name: str) -> tf.keras.layers.Layer:

@@ -8,8 +8,6 @@ region it paints (inside the box the composite equals y exactly and no gradient 
 """
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import Dict, Optional
 
 import tensorflow as tf
@@ -19,6 +17,8 @@ from cxr_keras.models.layers import DownBlock, UpBlock, conv_init, make_norm
 from cxr_keras.models.optim import FusedAdam
 
 BACKGROUND = -1.0  # value of the masked-out pixels in [-1, 1] space (0 in [0, 1] space)
+# What one train step reports, each with a mean tracker in ``Pix2Pix.metrics``.
+LOSSES = ("g_loss", "g_gan", "l1", "d_loss", "d_real", "d_fake")
 
 
 def default_num_downs(image_size: int) -> int:
@@ -127,6 +127,12 @@ class Pix2Pix(tf.keras.Model):
         self.discriminator = PatchDiscriminator(cfg.disc_filters, cfg.disc_layers, cfg.norm,
                                                 name="discriminator")
         self.lambda_l1 = cfg.lambda_l1
+        self.trackers = [tf.keras.metrics.Mean(name=k) for k in LOSSES]
+
+    @property
+    def metrics(self):
+        """Mean of every loss since the last ``reset_metrics()`` (the training loop's log window)."""
+        return list(self.trackers)
 
     def compile(self, g_optimizer=None, d_optimizer=None, lambda_l1: Optional[float] = None, **kwargs):
         """Adam(lr, β₁ = 0.5) for both nets unless given; ``jit_compile`` defaults to the config's."""
@@ -198,7 +204,9 @@ class Pix2Pix(tf.keras.Model):
         self._apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
         self._apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
         del tape
-        return {k: out[k] / n for k in ("g_loss", "g_gan", "l1", "d_loss", "d_real", "d_fake")}
+        for tracker in self.trackers:  # per replica: their mean over the replicas is the global one
+            tracker.update_state(out[tracker.name])
+        return {k: out[k] / n for k in LOSSES}
 
     def sample_images(self, batch) -> tf.Tensor:
         """[B, S, 3·S, 1] in [0, 1]: masked input x, composite x̃ and real y side by side."""
@@ -229,64 +237,3 @@ def build_model(cfg: Pix2PixConfig, strategy: Optional[tf.distribute.Strategy] =
         model.compile()
         model.build_all()
     return model
-
-
-# -- presets -----------------------------------------------------------------------------------------
-def config_pix2pix(pipeline_cfg) -> Pix2PixConfig:
-    """The ``pix2pix`` stage config of a preset: annotated pairs only."""
-    return dataclasses.replace(pipeline_cfg.pix2pix, use_healthy=False, augmentation=pipeline_cfg.augment)
-
-
-def config_pix2pix_n(pipeline_cfg) -> Pix2PixConfig:
-    """The ``pix2pix_n`` stage config of a preset: annotated pairs plus healthy images with random boxes."""
-    return dataclasses.replace(pipeline_cfg.pix2pix, use_healthy=True, augmentation=pipeline_cfg.augment)
-
-
-# -- data --------------------------------------------------------------------------------------------
-def record_size(path: Path) -> int:
-    """Side length of the first image of a pair record (with a clear error for an empty file)."""
-    from cxr_keras.records.pairs import parse_pair
-
-    for raw in tf.data.TFRecordDataset(str(path)).take(1):
-        return int(parse_pair(raw)["image"].shape[0])
-    raise ValueError(f"{path}: pair record is empty")
-
-
-def make_dataset(records_dir, cfg: Pix2PixConfig, seed: int = 0, split: str = "train") -> tf.data.Dataset:
-    """Infinite, shuffled batches {image, mask} of the training pairs (plus healthy ones for Pix2Pix-N).
-
-    Shuffling works on the serialized records (cheap), so annotated and healthy images are mixed
-    uniformly; augmentation and the healthy random boxes are drawn after ``repeat``, fresh every epoch.
-    """
-    from cxr_keras.records.augment import augment_pair
-    from cxr_keras.records.boxes import nih_box_sizes, random_box_mask
-    from cxr_keras.records.pairs import parse_pair, resize_pair
-
-    records_dir = Path(records_dir)
-    files = [records_dir / f"pairs_{split}.tfrecord"]
-    if cfg.use_healthy:
-        files.append(records_dir / f"healthy_{split}.tfrecord")
-    for f in files:
-        if not f.is_file():
-            raise FileNotFoundError(f"{f}: record not found (run scripts/make_tfrecords.py)")
-    size = cfg.image_size
-    resize = record_size(files[0]) != size
-    sizes = tf.constant(nih_box_sizes(size), tf.int32) if cfg.use_healthy else None
-
-    def prepare(raw, seeds):
-        ex = parse_pair(raw)
-        if resize:
-            ex = resize_pair(ex, size)
-        if cfg.augment:
-            ex = augment_pair(ex, cfg.augmentation, seeds[0])
-        image, mask = ex["image"], ex["mask"]
-        if cfg.use_healthy:
-            box_mask, _ = random_box_mask(sizes, size, seeds[1])
-            mask = tf.cond(ex["source"] == b"healthy", lambda: box_mask, lambda: mask)
-        return {"image": tf.ensure_shape(image, [size, size, 1]), "mask": tf.ensure_shape(mask, [size, size, 1])}
-
-    ds = tf.data.TFRecordDataset([str(f) for f in files])
-    ds = ds.shuffle(cfg.shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-    seeds = tf.data.Dataset.random(seed=seed + 1).batch(4).map(lambda s: tf.reshape(s, [2, 2]))
-    ds = tf.data.Dataset.zip((ds, seeds)).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

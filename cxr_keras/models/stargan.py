@@ -12,42 +12,27 @@ carried over between its updates so every step reports all of them.
 """
 from __future__ import annotations
 
-import os
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
-import numpy as np
 import tensorflow as tf
 
 from cxr_keras.config import FINDINGS, StarGANConfig
+from cxr_keras.models.layers import InstanceNormalization
 from cxr_keras.models.optim import FusedAdam
 
 # Domain 0 is healthy; domains 1..6 are the findings in label-map order (same ids as `label`).
 DOMAINS: Tuple[str, ...] = ("Healthy",) + tuple(FINDINGS)
 N_DOMAINS = len(DOMAINS)
+# What one train step reports (critic, then generator losses), each with a mean tracker in ``metrics``.
+LOSSES: Tuple[str, ...] = ("d_loss", "d_real", "d_fake", "d_cls", "d_gp", "g_loss", "g_fake", "g_cls", "g_rec")
 
 
 # --------------------------------------------------------------------------------------------
 # Layers
 # --------------------------------------------------------------------------------------------
-class InstanceNormalization(tf.keras.layers.Layer):
-    """Per-sample, per-channel normalisation over H×W with a learned affine (no tensorflow-addons)."""
-
-    def __init__(self, epsilon: float = 1e-5, **kwargs):
-        super().__init__(**kwargs)
-        self.epsilon = epsilon
-
-    def build(self, input_shape):
-        c = int(input_shape[-1])
-        self.gamma = self.add_weight(name="gamma", shape=(c,), initializer="ones")
-        self.beta = self.add_weight(name="beta", shape=(c,), initializer="zeros")
-        super().build(input_shape)
-
-    def call(self, x):
-        mean, var = tf.nn.moments(x, axes=[1, 2], keepdims=True)
-        return (x - mean) * tf.math.rsqrt(var + self.epsilon) * self.gamma + self.beta
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+def instance_norm() -> InstanceNormalization:
+    """StarGAN's instance norm: scale starts at ones, always the moments graph (no fused kernel)."""
+    return InstanceNormalization(gamma_initializer="ones", fused=False)
 
 
 class ResidualBlock(tf.keras.layers.Layer):
@@ -57,9 +42,9 @@ class ResidualBlock(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = filters
         self.conv1 = tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)
-        self.norm1 = InstanceNormalization()
+        self.norm1 = instance_norm()
         self.conv2 = tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)
-        self.norm2 = InstanceNormalization()
+        self.norm2 = instance_norm()
 
     def call(self, x):
         h = tf.nn.relu(self.norm1(self.conv1(x)))
@@ -91,19 +76,19 @@ class StarGANGenerator(tf.keras.Model):
         super().__init__(**kwargs)
         self.n_domains, self.filters, self.res_blocks, self.channels = n_domains, filters, res_blocks, channels
         L = tf.keras.layers
-        self.stem = [L.Conv2D(filters, 7, padding="same", use_bias=False), InstanceNormalization()]
+        self.stem = [L.Conv2D(filters, 7, padding="same", use_bias=False), instance_norm()]
         self.down = []
         f = filters
         for _ in range(2):
             f *= 2
             self.down.append([L.Conv2D(f, 4, strides=2, padding="same", use_bias=False),
-                              InstanceNormalization()])
+                              instance_norm()])
         self.blocks = [ResidualBlock(f) for _ in range(res_blocks)]
         self.up = []
         for _ in range(2):
             f //= 2
             self.up.append([L.Conv2DTranspose(f, 4, strides=2, padding="same", use_bias=False),
-                            InstanceNormalization()])
+                            instance_norm()])
         self.head = L.Conv2D(channels, 7, padding="same", use_bias=False)
 
     def call(self, inputs, training=None):
@@ -243,6 +228,7 @@ class StarGAN(tf.keras.Model):
                        for k in ("g_loss", "g_fake", "g_cls", "g_rec")}
         self.g_optimizer = None
         self.d_optimizer = None
+        self.trackers = [tf.keras.metrics.Mean(name=k) for k in LOSSES]
 
     # Keras needs a forward pass; a StarGAN "prediction" is a translation.
     def call(self, inputs, training=None):
@@ -262,7 +248,8 @@ class StarGAN(tf.keras.Model):
 
     @property
     def metrics(self):
-        return []
+        """Mean of every loss since the last ``reset_metrics()`` (the training loop's log window)."""
+        return list(self.trackers)
 
     # ---------------------------------------------------------------------------------------
     def translate(self, images: tf.Tensor, domains) -> tf.Tensor:
@@ -338,8 +325,10 @@ class StarGAN(tf.keras.Model):
         g_loss, g_fake, g_cls, g_rec = tf.cond(
             update_g, lambda: self._g_update(x, c_org, c_trg, trg), self._g_skip)
         self.step_counter.assign_add(1)
-        return {"d_loss": d_loss, "d_real": d_real, "d_fake": d_fake, "d_cls": d_cls, "d_gp": d_gp,
-                "g_loss": g_loss, "g_fake": g_fake, "g_cls": g_cls, "g_rec": g_rec}
+        values = dict(zip(LOSSES, (d_loss, d_real, d_fake, d_cls, d_gp, g_loss, g_fake, g_cls, g_rec)))
+        for tracker in self.trackers:
+            tracker.update_state(values[tracker.name])
+        return values
 
     def sample_images(self, batch, max_inputs: int = 4) -> tf.Tensor:
         """[b, S, 8·S, 1] in [0, 1] for the first ``max_inputs`` images: input, then all 7 domains."""
@@ -361,97 +350,6 @@ def build_stargan(cfg: StarGANConfig = StarGANConfig(), seed: int = 0, n_domains
     return model
 
 
-# --------------------------------------------------------------------------------------------
-# Input pipeline
-# --------------------------------------------------------------------------------------------
-_INDEX_FEATURES = {
-    "image/id": tf.io.FixedLenFeature([], tf.string),
-    "label": tf.io.FixedLenFeature([], tf.int64, default_value=0),
-}
-_IMAGE_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string), **_INDEX_FEATURES}
-
-
-def domain_records(records_dir, split: str = "train") -> Tuple[str, str]:
-    """Paths of ``pairs_{split}.tfrecord`` and ``healthy_{split}.tfrecord``; clear error if missing."""
-    paths = tuple(os.path.join(str(records_dir), f"{kind}_{split}.tfrecord") for kind in ("pairs", "healthy"))
-    for p in paths:
-        if not tf.io.gfile.exists(p):
-            raise FileNotFoundError(f"{p}: record not found (StarGAN needs pair and healthy records; "
-                                    f"run scripts/make_tfrecords.py)")
-    return paths
-
-
-def domain_index(paths: Sequence[str]) -> Tuple[np.ndarray, np.ndarray, Dict[int, int]]:
-    """Scan records (ids and labels only) → (keep mask, labels, count per domain).
-
-    An annotated image with several boxes has one pair record per box: we keep one record per
-    (image id, label), so an image counts once per finding it shows, never once per box.
-    Labels outside 0..N_DOMAINS-1 raise a ValueError naming the record file.
-    """
-    keep, labels, seen, counts = [], [], set(), {}
-    for path in paths:
-        ds = tf.data.TFRecordDataset(path).map(lambda s: tf.io.parse_single_example(s, _INDEX_FEATURES))
-        try:
-            for ex in ds.as_numpy_iterator():
-                key = (ex["image/id"], int(ex["label"]))
-                if not 0 <= key[1] < N_DOMAINS:
-                    raise ValueError(f"{path}: image {key[0].decode()} has label {key[1]}, "
-                                     f"expected a domain id in 0..{N_DOMAINS - 1}")
-                keep.append(key not in seen)
-                labels.append(key[1])
-                if key not in seen:
-                    seen.add(key)
-                    counts[key[1]] = counts.get(key[1], 0) + 1
-        except tf.errors.OpError as exc:
-            raise ValueError(f"{path}: unreadable record file ({exc.message})") from None
-    return np.asarray(keep, bool), np.asarray(labels, np.int64), counts
-
-
-def decode_domain_example(serialized: tf.Tensor, image_size: int) -> Dict[str, tf.Tensor]:
-    """Serialised pair/healthy Example → {"image": [S,S,1] in [-1,1] resized to image_size, "label", "image_id"}."""
-    f = tf.io.parse_single_example(serialized, _IMAGE_FEATURES)
-    img = tf.cast(tf.io.decode_png(f["image/encoded"], channels=1), tf.float32)
-    img = tf.image.resize(img, [image_size, image_size], method="area", antialias=True)
-    img = tf.ensure_shape(img / 127.5 - 1.0, [image_size, image_size, 1])
-    return {"image": img, "label": f["label"], "image_id": f["image/id"]}
-
-
-def stargan_dataset(records_dir, cfg: StarGANConfig, split: str = "train", seed: int = 0,
-                    training: bool = True, batch_size: Optional[int] = None) -> tf.data.Dataset:
-    """Batches of {"image", "label", "image_id"} from the 7 domains (no masks, no boxes).
-
-    Domain 0 = healthy_{split}.tfrecord, domains 1..6 = the finding labels of pairs_{split}
-    (deduplicated per image and label, see ``domain_index``). Images are resized to
-    ``cfg.image_size``. ``training``: shuffle, repeat, random left-right flip if ``cfg.augment``
-    (the official StarGAN augmentation), and drop the last partial batch.
-    """
-    paths = domain_records(records_dir, split)
-    keep, _, counts = domain_index(paths)
-    if not keep.any():
-        raise ValueError(f"{records_dir}: no {split} images in {', '.join(paths)}")
-    n = int(keep.sum())
-    keep_t = tf.constant(keep)
-
-    def kept(index, serialized):
-        return tf.gather(keep_t, index)
-
-    def record(index, serialized):
-        return serialized
-
-    ds = tf.data.TFRecordDataset(list(paths)).enumerate().filter(kept).map(record)
-    if training:
-        ds = ds.shuffle(min(n, 4096), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.map(lambda s: decode_domain_example(s, cfg.image_size), num_parallel_calls=tf.data.AUTOTUNE)
-    if training and cfg.augment:
-        ds = ds.map(lambda ex: {**ex, "image": tf.image.random_flip_left_right(ex["image"], seed=seed)},
-                    num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size or cfg.batch_size, drop_remainder=training)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-# --------------------------------------------------------------------------------------------
-# Registry entry points (cxr_keras/models/registry.py: "stargan")
-# --------------------------------------------------------------------------------------------
 def build_model(cfg: StarGANConfig, strategy: Optional[tf.distribute.Strategy] = None) -> StarGAN:
     """A compiled, fully built StarGAN under ``strategy`` (float32 only: WGAN-GP's double backprop
     is not loss-scaled here, so a mixed-precision policy is refused rather than silently unstable)."""
@@ -461,21 +359,3 @@ def build_model(cfg: StarGANConfig, strategy: Optional[tf.distribute.Strategy] =
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         return build_stargan(cfg)
-
-
-def make_dataset(records_dir, cfg: StarGANConfig, seed: int = 0, split: str = "train") -> tf.data.Dataset:
-    """Infinite shuffled batches {image, label} of the 7 domains for ``train_step``."""
-    ds = stargan_dataset(records_dir, cfg, split=split, seed=seed, training=True)
-    return ds.map(lambda b: {"image": b["image"], "label": b["label"]})
-
-
-def config_from_preset(pipeline_cfg) -> StarGANConfig:
-    """The ``stargan`` stage config of a preset."""
-    return pipeline_cfg.stargan
-
-
-def synthesize(run_dir, records_dir, out_dir, **options) -> Dict:
-    """Write SYN/ from a StarGAN run (see ``cxr_keras.stargan_synthesis.synthesize_stargan``)."""
-    from cxr_keras.stargan_synthesis import synthesize_stargan
-
-    return synthesize_stargan(run_dir, records_dir, out_dir, **options)

@@ -1,8 +1,8 @@
 """Build every record of a dataset: NIH folder → manifest → pair, healthy and detection records.
 
-Images are decoded and resized in worker processes (both cores); the main process writes the
-records. Unusable inputs are skipped with their reason in ``manifest.json``, which is written last:
-its presence means the folder is complete.
+Images are decoded and resized on worker threads (both cores); the main thread writes the
+records. Unusable inputs are skipped with their reason in the manifest, which is written last:
+its presence means the folder is complete. File names: ``cxr_keras.paths.RecordsPaths``.
 """
 from __future__ import annotations
 
@@ -19,13 +19,12 @@ from tqdm import tqdm
 from cxr_keras.config import DataConfig, RecordsConfig
 from cxr_keras.data import nih
 from cxr_keras.data.images import clip_box, encode_png, load_resized, scale_box
+from cxr_keras.paths import SPLITS, RecordsPaths
 from cxr_keras.records.detection import DetectionItem, write_detection_records, write_label_map
 from cxr_keras.records.pairs import pair_example, write_examples
 
-SPLITS = ("train", "test")
-RECORD_FILES = tuple(
-    f"{kind}_{split}.tfrecord" for kind in ("pairs", "healthy", "det") for split in SPLITS
-) + ("label_map.pbtxt",)
+# File names of a complete RECORDS folder besides its manifest (relative to the folder).
+RECORD_FILES = tuple(p.name for p in RecordsPaths(Path()).record_files)
 
 
 def _load_and_encode(job):
@@ -48,6 +47,53 @@ def load_images(paths: List[str], size: int, workers: int, progress: bool = True
             bar.update()
             yield res
     bar.close()
+
+
+def _clip_boxes(manifest: nih.Manifest, loaded: Dict[str, Tuple[np.ndarray, Tuple[int, int]]],
+                bad: Dict[str, str], size: int) -> Tuple[Dict[int, List[float]], int]:
+    """Clip boxes to their (original) image and scale them to ``size``: {ann_id: xyxy px}, number clipped.
+
+    Drops (from ``manifest``) the annotations and healthy images of unreadable images, and boxes left
+    empty (recorded as skipped).
+    """
+    kept: List[nih.Annotation] = []
+    boxes_px: Dict[int, List[float]] = {}
+    clipped = 0
+    for a in manifest.annotations:
+        if a.image in bad:
+            continue
+        _, (h, w) = loaded[a.image]
+        xyxy = clip_box(a.box, w, h)
+        if xyxy is None:
+            manifest.skipped.append({"item": a.image, "reason": f"box {a.box} lies outside the {w}x{h} image"})
+            continue
+        x, y, bw, bh = a.box
+        if xyxy != (x, y, x + bw, y + bh):
+            clipped += 1
+        boxes_px[a.ann_id] = scale_box(xyxy, w, h, size)
+        kept.append(a)
+    manifest.annotations = kept
+    manifest.healthy = [h for h in manifest.healthy if h["image"] not in bad]
+    return boxes_px, clipped
+
+
+def _write_records(paths: RecordsPaths, manifest: nih.Manifest, loaded, pngs: Dict[str, bytes],
+                   boxes_px: Dict[int, List[float]], size: int) -> Dict[str, int]:
+    """The pair, healthy and detection records of each split and the label map → {record file stem: count}."""
+    written = {}
+    for split in SPLITS:
+        anns = manifest.split(split)
+        written[paths.pairs(split).stem] = write_examples(paths.pairs(split), (
+            pair_example(pngs[a.image], size, a.image, "annotated", split, boxes_px[a.ann_id],
+                         a.label, a.finding, a.ann_id) for a in anns))
+        written[paths.healthy(split).stem] = write_examples(paths.healthy(split), (
+            pair_example(pngs[n], size, n, "healthy", split) for n in manifest.healthy_images(split)))
+        written[paths.det(split).stem] = write_detection_records(paths.det(split), (
+            DetectionItem(image=loaded[name][0], filename=name, png=pngs[name],
+                          boxes_xyxy=[boxes_px[a.ann_id] for a in group], labels=[a.label for a in group])
+            for name, group in manifest.images(split).items()))
+    write_label_map(paths.label_map, manifest.findings)
+    return written
 
 
 def build_records(
@@ -83,40 +129,10 @@ def build_records(
     for name, err in bad.items():
         manifest.skipped.append({"item": name, "reason": err})
 
-    # Clip boxes to their image; drop annotations of unreadable images and boxes left empty.
-    kept: List[nih.Annotation] = []
-    boxes_px: Dict[int, List[float]] = {}
-    clipped = 0
-    for a in manifest.annotations:
-        if a.image in bad:
-            continue
-        _, (h, w) = loaded[a.image]
-        xyxy = clip_box(a.box, w, h)
-        if xyxy is None:
-            manifest.skipped.append({"item": a.image, "reason": f"box {a.box} lies outside the {w}x{h} image"})
-            continue
-        x, y, bw, bh = a.box
-        if xyxy != (x, y, x + bw, y + bh):
-            clipped += 1
-        boxes_px[a.ann_id] = scale_box(xyxy, w, h, size)
-        kept.append(a)
-    manifest.annotations = kept
-    manifest.healthy = [h for h in manifest.healthy if h["image"] not in bad]
-
+    boxes_px, clipped = _clip_boxes(manifest, loaded, bad, size)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for split in SPLITS:
-        anns = manifest.split(split)
-        written[f"pairs_{split}"] = write_examples(out_dir / f"pairs_{split}.tfrecord", (
-            pair_example(pngs[a.image], size, a.image, "annotated", split, boxes_px[a.ann_id],
-                         a.label, a.finding, a.ann_id) for a in anns))
-        written[f"healthy_{split}"] = write_examples(out_dir / f"healthy_{split}.tfrecord", (
-            pair_example(pngs[n], size, n, "healthy", split) for n in manifest.healthy_images(split)))
-        written[f"det_{split}"] = write_detection_records(out_dir / f"det_{split}.tfrecord", (
-            DetectionItem(image=loaded[name][0], filename=name, png=pngs[name],
-                          boxes_xyxy=[boxes_px[a.ann_id] for a in group], labels=[a.label for a in group])
-            for name, group in manifest.images(split).items()))
-    write_label_map(out_dir / "label_map.pbtxt", manifest.findings)
+    paths = RecordsPaths(out_dir)
+    written = _write_records(paths, manifest, loaded, pngs, boxes_px, size)
     extra = {
         "nih_root": str(nih_root.resolve()),
         "image_size": size,
@@ -124,11 +140,11 @@ def build_records(
         "clipped_boxes": clipped,
         "seconds": round(time.time() - t0, 1),
     }
-    manifest.save(out_dir / "manifest.json", extra=extra)
+    manifest.save(paths.manifest, extra=extra)
     return {**manifest.to_json(), **extra}
 
 
 def records_complete(out_dir: os.PathLike) -> bool:
     """True when ``out_dir`` holds a finished build (manifest written last, every record present)."""
-    out_dir = Path(out_dir)
-    return (out_dir / "manifest.json").is_file() and all((out_dir / f).is_file() for f in RECORD_FILES)
+    paths = RecordsPaths(out_dir)
+    return paths.manifest.is_file() and all(p.is_file() for p in paths.record_files)

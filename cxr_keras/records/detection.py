@@ -86,7 +86,7 @@ def label_map_text(findings: Sequence[str] = FINDINGS) -> str:
 
 
 def write_label_map(path: PathLike, findings: Sequence[str] = FINDINGS) -> None:
-    """``label_map.pbtxt`` with ids 1..N in FINDINGS order."""
+    """The TF OD label map (``RecordsPaths.label_map``) with ids 1..N in FINDINGS order."""
     atomic_write_text(path, label_map_text(findings))
 
 

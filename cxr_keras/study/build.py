@@ -22,10 +22,11 @@ import cv2
 import numpy as np
 
 from cxr_keras.config import FINDINGS, StudyConfig
-from cxr_keras.data.images import ImageError, load_gray, to_gray_uint8
+from cxr_keras.data.images import ImageError, encode_png, load_gray, to_gray_uint8
 from cxr_keras.io_utils import atomic_write_text, read_json
+from cxr_keras.paths import RecordsPaths, SynPaths
 from cxr_keras.study import db as study_db
-from cxr_keras.study.layout import REAL, SOURCE_NAME, STUDY_VERSION, StudyError, paths
+from cxr_keras.study.layout import REAL, SOURCE_NAME, STUDY_VERSION, StudyError, StudyPaths, paths
 
 REAL_SPLITS = {"test": ("test",), "train": ("train",), "test+train": ("test", "train"),
                "all": ("test", "train")}
@@ -79,7 +80,7 @@ def check_source_name(name: str) -> None:
 
 
 def _read_manifest(folder: Path) -> Dict:
-    path = folder / "manifest.json"
+    path = SynPaths(folder).manifest
     data = read_json(path, StudyError, f"manifest not found ({folder} is not a SYN-like folder)")
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise StudyError(f"{path}: expected an object with an 'items' list")
@@ -89,17 +90,18 @@ def _read_manifest(folder: Path) -> Dict:
 def folder_candidates(source: str, folder: os.PathLike, findings: Sequence[str] = FINDINGS) -> SourceCandidates:
     """Candidates of a SYN-like folder: images/*.png + manifest.json items {file, finding, ...}."""
     folder = Path(folder)
+    manifest = SynPaths(folder).manifest
     if not folder.is_dir():
         raise StudyError(f"{folder}: not a directory (source {source!r})")
     data = _read_manifest(folder)
     out = SourceCandidates(source, str(folder), "folder")
     gen = data.get("generator")
     if source != REAL and gen is not None and gen != source:
-        out.notes.append(f"{folder}/manifest.json names generator {gen!r}; used as source {source!r}")
+        out.notes.append(f"{manifest} names generator {gen!r}; used as source {source!r}")
     root = folder.resolve()
     seen = set()
     for i, item in enumerate(data["items"]):
-        where = f"{folder / 'manifest.json'}: item {i}"
+        where = f"{manifest}: item {i}"
         if not isinstance(item, dict) or not isinstance(item.get("file"), str):
             out.skipped.append({"item": where, "reason": "no 'file' string"})
             continue
@@ -136,11 +138,11 @@ def records_candidates(records_dir: os.PathLike, splits: Sequence[str] = ("test"
 
     from cxr_keras.records.pairs import read_pairs
 
-    records_dir = Path(records_dir)
-    out = SourceCandidates(REAL, str(records_dir), "records")
+    records = RecordsPaths(records_dir)
+    out = SourceCandidates(REAL, str(records.root), "records")
     seen = set()
     for rank, split in enumerate(splits):
-        path = records_dir / f"pairs_{split}.tfrecord"
+        path = records.pairs(split)
         if not path.is_file():
             out.notes.append(f"{path}: not found, split {split!r} not used")
             continue
@@ -164,22 +166,25 @@ def records_candidates(records_dir: os.PathLike, splits: Sequence[str] = ("test"
                                                 origin, load=lambda a=img: a, rank=rank))
         except tf.errors.OpError as exc:  # corrupt record: name the file, not a TF stack trace
             raise StudyError(f"{path}: cannot read pair records ({type(exc).__name__}: {exc.message})") from None
-    if not any((records_dir / f"pairs_{s}.tfrecord").is_file() for s in splits):
-        raise StudyError(f"{records_dir}: no pairs_{{{','.join(splits)}}}.tfrecord (not a RECORDS folder)")
+    if not any(records.pairs(s).is_file() for s in splits):
+        names = ", ".join(records.pairs(s).name for s in splits)
+        raise StudyError(f"{records.root}: no {names} (not a RECORDS folder)")
     return out
 
 
 def real_candidates(real: os.PathLike, splits: Sequence[str] = ("test", "train"),
                     findings: Sequence[str] = FINDINGS) -> SourceCandidates:
-    """Real images from a RECORDS folder (pairs_*.tfrecord) or a SYN-like folder (manifest.json)."""
+    """Real images from a RECORDS folder (pair records) or a SYN-like folder (manifest.json)."""
     real = Path(real)
+    records, folder = RecordsPaths(real), SynPaths(real)
     if not real.is_dir():
-        raise StudyError(f"{real}: --real must be a RECORDS folder or a folder with manifest.json")
-    if any(real.glob("pairs_*.tfrecord")):
+        raise StudyError(f"{real}: --real must be a RECORDS folder or a folder with {folder.manifest.name}")
+    if records.has_pairs():
         return records_candidates(real, splits, findings)
-    if (real / "manifest.json").is_file():
+    if folder.manifest.is_file():
         return folder_candidates(REAL, real, findings)
-    raise StudyError(f"{real}: neither pairs_*.tfrecord (RECORDS) nor manifest.json (image folder) found")
+    pairs = "/".join(records.pairs(s).name for s in ("train", "test"))
+    raise StudyError(f"{real}: neither {pairs} (RECORDS) nor {folder.manifest.name} (image folder) found")
 
 
 # -- drawing ---------------------------------------------------------------------------------------
@@ -243,14 +248,6 @@ def crop_resize(img: np.ndarray, border_frac: float, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=interp)
 
 
-def encode_study_png(img: np.ndarray) -> bytes:
-    """Every study image is encoded the same way (8-bit gray, no metadata chunks)."""
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img), [cv2.IMWRITE_PNG_COMPRESSION, 6])
-    if not ok:
-        raise StudyError("PNG encoding failed")
-    return buf.tobytes()
-
-
 def _new_ids(n: int) -> List[str]:
     ids: set = set()
     while len(ids) < n:
@@ -264,21 +261,7 @@ def build_study(real: os.PathLike, generated: Mapping[str, os.PathLike], out: os
                 findings: Sequence[str] = FINDINGS, force: bool = False) -> Dict:
     """Build STUDY_DIR ``out``; returns the build report (also written to out/build_report.json)."""
     out = Path(out)
-    if not generated:
-        raise StudyError("at least one --generated NAME=DIR is needed")
-    for name in generated:
-        check_source_name(name)
-    if real_split not in REAL_SPLITS:
-        raise StudyError(f"real split {real_split!r}: choose one of {sorted(REAL_SPLITS)}")
-    if cfg.per_finding < 1:
-        raise StudyError(f"per_finding must be >= 1, got {cfg.per_finding}")
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise StudyError(f"{out}: exists and is not empty (a study with answers?); "
-                             "choose a new --out or pass --force to replace it")
-        if not (out / "study.json").is_file():
-            raise StudyError(f"{out}: not a study directory (no study.json); refusing to replace it")
-
+    _check_build_args(generated, out, cfg, real_split, force)
     gen_sets = {name: folder_candidates(name, d, findings) for name, d in generated.items()}
     real_set = real_candidates(real, REAL_SPLITS[real_split], findings)
 
@@ -304,19 +287,7 @@ def build_study(real: os.PathLike, generated: Mapping[str, os.PathLike], out: os
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         p = paths(tmp)
-        p.images.mkdir()
-        p.private.mkdir(mode=0o700)
-        key: Dict[str, Dict] = {}
-        order: List[str] = []
-        for pos, idx in enumerate(perm):  # written in study order: file times reveal nothing
-            c, image_id = items[idx], ids[pos]
-            try:
-                img = crop_resize(c.load(), cfg.border_crop_frac, cfg.image_size)
-            except ImageError as exc:
-                raise StudyError(f"source {c.source!r}: {exc}") from None
-            (p.images / f"{image_id}.png").write_bytes(encode_study_png(img))
-            key[image_id] = {"source": c.source, "finding": c.finding, "origin": c.origin}
-            order.append(image_id)
+        key, order = _write_images(p, [items[i] for i in perm], ids, cfg)
         counts = {s: {f: stats[s][f]["drawn"] for f in findings} for s in sources}
         created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         study = {
@@ -346,6 +317,43 @@ def build_study(real: os.PathLike, generated: Mapping[str, os.PathLike], out: os
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return report
+
+
+def _check_build_args(generated: Mapping[str, os.PathLike], out: Path, cfg: StudyConfig,
+                      real_split: str, force: bool) -> None:
+    """Refuse bad arguments, and an existing non-empty ``out`` unless it is a study and ``force``."""
+    if not generated:
+        raise StudyError("at least one --generated NAME=DIR is needed")
+    for name in generated:
+        check_source_name(name)
+    if real_split not in REAL_SPLITS:
+        raise StudyError(f"real split {real_split!r}: choose one of {sorted(REAL_SPLITS)}")
+    if cfg.per_finding < 1:
+        raise StudyError(f"per_finding must be >= 1, got {cfg.per_finding}")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise StudyError(f"{out}: exists and is not empty (a study with answers?); "
+                             "choose a new --out or pass --force to replace it")
+        if not paths(out).study_json.is_file():
+            raise StudyError(f"{out}: not a study directory (no {paths(out).study_json.name}); "
+                             "refusing to replace it")
+
+
+def _write_images(p: StudyPaths, items: Sequence[Candidate], ids: Sequence[str], cfg: StudyConfig):
+    """Crop, resize and write ``items`` in study order under ``ids``; return (key, order)."""
+    p.images.mkdir()
+    p.private.mkdir(mode=0o700)
+    key: Dict[str, Dict] = {}
+    order: List[str] = []
+    for c, image_id in zip(items, ids):  # written in study order: file times reveal nothing
+        try:
+            img = crop_resize(c.load(), cfg.border_crop_frac, cfg.image_size)
+        except ImageError as exc:
+            raise StudyError(f"source {c.source!r}: {exc}") from None
+        p.image(image_id).write_bytes(encode_png(img, compression=6))  # every image encoded alike
+        key[image_id] = {"source": c.source, "finding": c.finding, "origin": c.origin}
+        order.append(image_id)
+    return key, order
 
 
 def _install(tmp: Path, out: Path) -> None:

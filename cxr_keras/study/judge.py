@@ -221,7 +221,7 @@ def markdown(report: Dict) -> str:
 def write_auto_judge(study_dir: os.PathLike, cfg: StudyConfig = StudyConfig()) -> Dict:
     """Run the judge and write STUDY_DIR/auto_judge.json and auto_judge.md."""
     report = run_auto_judge(study_dir, cfg)
-    root = paths(study_dir).root
-    atomic_write_text(root / "auto_judge.json", json.dumps(report, indent=1))
-    atomic_write_text(root / "auto_judge.md", markdown(report))
+    p = paths(study_dir)
+    atomic_write_text(p.auto_judge_json, json.dumps(report, indent=1))
+    atomic_write_text(p.auto_judge_md, markdown(report))
     return report

@@ -57,6 +57,14 @@ class StudyPaths:
     def scores(self) -> Path:
         return self.root / "scores"
 
+    @property
+    def auto_judge_json(self) -> Path:
+        return self.root / "auto_judge.json"
+
+    @property
+    def auto_judge_md(self) -> Path:
+        return self.root / "auto_judge.md"
+
     def image(self, image_id: str) -> Path:
         if not ID_PATTERN.match(image_id):
             raise StudyError(f"invalid image id {image_id!r}")

@@ -3,8 +3,9 @@ import gzip
 
 import pytest
 
-from cxr_keras.config import FINDINGS, DataConfig
+from cxr_keras.config import DataConfig
 from cxr_keras.data import nih
+from cxr_keras.paths import RecordsPaths
 
 PAPER_COUNTS = {"Atelectasis": 180, "Cardiomegaly": 146, "Effusion": 153,
                 "Infiltrate": 123, "Pneumonia": 120, "Pneumothorax": 98}
@@ -112,8 +113,8 @@ def test_images_missing_on_disk_are_skipped_before_the_split(tiny_nih):
 
 def test_manifest_round_trip(tmp_path):
     m = nih.build_manifest(None, DataConfig(healthy=10))
-    m.save(tmp_path / "manifest.json")
-    back = nih.Manifest.load(tmp_path / "manifest.json")
+    m.save(RecordsPaths(tmp_path).manifest)
+    back = nih.Manifest.load(RecordsPaths(tmp_path).manifest)
     assert back.counts() == m.counts()
     assert [a.ann_id for a in back.split("test")] == [a.ann_id for a in m.split("test")]
     (tmp_path / "bad.json").write_text("{")

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from cxr_keras.config import FINDINGS, DataConfig
-from cxr_keras.data import layout, nih
-from cxr_keras.data.phantoms import PhantomRenderer, clip_box
+from cxr_keras.data import nih, nih_folder
+from cxr_keras.data.images import clip_finding_box
+from cxr_keras.data.phantoms import PhantomRenderer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +29,7 @@ def real_boxes():
 
 
 def render(renderer, name, boxes, seed=0, lesions=True):
-    return renderer(name, boxes, layout.image_rng(seed, name), lesions=lesions)
+    return renderer(name, boxes, nih_folder.image_rng(seed, name), lesions=lesions)
 
 
 def test_format_boxes_and_determinism():
@@ -57,7 +58,7 @@ def test_lesion_is_drawn_inside_its_box(finding, real_boxes):
     r = PhantomRenderer()
     with_lesion, out = render(r, name, [box])
     without, same = render(r, name, [box], lesions=False)
-    assert out == same == [clip_box(box)]
+    assert out == same == [clip_finding_box(box)]
     diff = with_lesion.astype(np.int16) - without.astype(np.int16)
     _, x, y, w, h = box
     x0, y0, x1, y1 = int(x), int(y), int(np.ceil(x + w)), int(np.ceil(y + h))
@@ -88,10 +89,10 @@ def test_small_size_and_bad_size():
 @pytest.mark.slow
 def test_phantom_folder_end_to_end(tmp_path):
     """8 phantoms in the NIH layout; 1 and 2 workers give the same bytes; nih reads it all."""
-    a = layout.write_nih_folder(tmp_path / "a", PhantomRenderer(), limit=6, healthy=2, seed=0, workers=2,
-                                progress=False)
-    b = layout.write_nih_folder(tmp_path / "b", PhantomRenderer(), limit=6, healthy=2, seed=0, workers=1,
-                                progress=False)
+    a = nih_folder.write_nih_folder(tmp_path / "a", PhantomRenderer(), limit=6, healthy=2, seed=0, workers=2,
+                                    progress=False)
+    b = nih_folder.write_nih_folder(tmp_path / "b", PhantomRenderer(), limit=6, healthy=2, seed=0, workers=1,
+                                    progress=False)
     assert a["images"] == b["images"] == 8
     ha, hb = ({p.relative_to(tmp_path / d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
                for p in (tmp_path / d).rglob("*") if p.is_file()} for d in "ab")
@@ -106,7 +107,7 @@ def test_phantom_folder_end_to_end(tmp_path):
     manifest = nih.build_manifest(out, DataConfig(healthy=2))
     assert {x.finding for x in manifest.annotations} == set(FINDINGS)
     assert {x.image for x in manifest.annotations} | {h["image"] for h in manifest.healthy} == set(found)
-    listed = [ln.split(",")[0] for ln in (out / layout.ENTRY_FILE).read_text().splitlines()[1:]]
+    listed = [ln.split(",")[0] for ln in (out / nih_folder.ENTRY_FILE).read_text().splitlines()[1:]]
     assert sorted(listed) == sorted(found)
 
 
@@ -126,8 +127,8 @@ def test_script_writes_a_folder(tmp_path, monkeypatch, capsys):
 
 
 def test_script_ct_kind_without_module_exits_clearly(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "cxr_keras.data.ct_radiographs", None)  # import now fails
+    monkeypatch.setitem(sys.modules, "cxr_keras.data.ct", None)  # import now fails
     script = str(ROOT / "scripts" / "make_phantoms.py")
     monkeypatch.setattr(sys, "argv", [script, "--out", str(tmp_path / "c"), "--kind", "ct", "--limit", "1"])
-    with pytest.raises(SystemExit, match="ct_radiographs"):
+    with pytest.raises(SystemExit, match=r"--kind ct: cannot import cxr_keras\.data\.ct\.CTRenderer"):
         runpy.run_path(script, run_name="__main__")

@@ -165,10 +165,10 @@ def test_make_od_configs_input_errors(records_dir, tmp_path):
         odc.load_pipeline_configs(broken)
 
 
-def test_make_od_configs_script(records_dir, syn_dir, tmp_path):
+def test_make_od_configs_command(records_dir, syn_dir, tmp_path):
     root, _ = records_dir
     syn, _ = syn_dir
-    script = [sys.executable, "scripts/make_od_configs.py", "--records", str(root), "--out",
+    script = [sys.executable, "-m", "cxr_keras.cli.make_od_configs", "--records", str(root), "--out",
               str(tmp_path), "--preset", "demo", "--steps", "40"]
     ok = subprocess.run(script + ["--synthetic", f"pix2pix={syn}", f"pix2pix_n={syn}"],
                         capture_output=True, text=True)

@@ -14,8 +14,6 @@ from cxr_keras.config import preset, replace
 from cxr_keras.detection import train as odt
 from cxr_keras.detection.configs import make_od_configs
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def _fake_checkpoint(model_dir: Path, number: int, step: int):
     """A real (tiny) TF checkpoint with an OD-style ``step`` variable, registered in ``checkpoint``."""
@@ -95,8 +93,13 @@ def test_paper_faster_rcnn_inception_resnet_v2_trains_two_steps(make_records, tm
     assert len(losses) == 2 and all(np.isfinite(losses))
 
 
+def _cli(name):
+    """The command line of ``cxr-keras NAME`` (the package's module, from any working folder)."""
+    return [sys.executable, "-m", f"cxr_keras.cli.{name}"]
+
+
 def _run(args, **kw):
-    proc = subprocess.run([sys.executable] + [str(a) for a in args], cwd=REPO, capture_output=True,
+    proc = subprocess.run(_cli(args[0]) + [str(a) for a in args[1:]], capture_output=True,
                           text=True, **kw)
     assert proc.returncode == 0, f"{args}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
@@ -107,8 +110,8 @@ def test_train_detector_script_reports_bad_settings(records_dir, tmp_path):
     cfg = preset("quick").detection
     config = make_od_configs(root, tmp_path / "od", cfg, protocols=["ori"], preset="quick")["ori"]
     # no --preset: the quick preset (checkpoint every 2) is read from the config's header
-    proc = subprocess.run([sys.executable, "scripts/train_detector.py", "--config", config,
-                           "--out", tmp_path / "run", "--steps", "3"], cwd=REPO,
+    proc = subprocess.run(_cli("train_detector") + ["--config", config, "--out", tmp_path / "run",
+                                                    "--steps", "3"], cwd=tmp_path,
                           capture_output=True, text=True)
     assert proc.returncode != 0
     assert "train_detector:" in proc.stderr and "multiple of checkpoint_every (2)" in proc.stderr
@@ -125,7 +128,7 @@ def test_cpu_preset_two_protocols_export_and_table2(make_records, tmp_path):
     rec, syn = tmp_path / "rec", tmp_path / "syn"
     write_records(rec, n_train=4, n_test=3)
     write_syn(syn, n=3)
-    _run(["scripts/make_od_configs.py", "--records", rec, "--out", tmp_path / "od", "--preset", "quick",
+    _run(["make_od_configs", "--records", rec, "--out", tmp_path / "od", "--preset", "quick",
           "--protocols", "ori", "ori_pix2pix", "--synthetic", f"pix2pix={syn}"])
     # window [1, 3] around step 2: steps 1 and 2 are scored, step 0 is not
     cfg = replace(preset("quick").detection, checkpoint_every=1, eval_steps=(2,), window=1)
@@ -133,8 +136,8 @@ def test_cpu_preset_two_protocols_export_and_table2(make_records, tmp_path):
     export = None
     for protocol in ("ori", "ori_pix2pix"):
         if protocol == "ori_pix2pix":  # export ori meanwhile: both are mostly 1-core tracing
-            export = subprocess.Popen([sys.executable, "scripts/export_detector.py", "--run",
-                                       runs["ori"]], cwd=REPO, stdout=subprocess.PIPE,
+            export = subprocess.Popen(_cli("export_detector") + ["--run", str(runs["ori"])],
+                                      cwd=tmp_path, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True)
         runs[protocol] = tmp_path / "runs" / protocol
         result = odt.train_protocol(tmp_path / "od" / f"{protocol}.config", runs[protocol], cfg,
@@ -156,7 +159,7 @@ def test_cpu_preset_two_protocols_export_and_table2(make_records, tmp_path):
     assert export.returncode == 0, export_log[-3000:]
     print(f"exported at {time.time() - t0:.0f} s")
     out = tmp_path / "table"
-    _run(["scripts/evaluate_localisation.py", "--runs", runs["ori"], runs["ori_pix2pix"],
+    _run(["evaluate_localisation", "--runs", runs["ori"], runs["ori_pix2pix"],
           "--iou", 0.1, "--steps", "2", "--window", 1, "--out", out])
     md = (out / "table2.md").read_text()
     assert "| Finding | ori @2 | ori_pix2pix @2 |" in md and "**Total**" in md
@@ -168,7 +171,7 @@ def test_cpu_preset_two_protocols_export_and_table2(make_records, tmp_path):
 
     # the exported SavedModel, scored with the same code, reproduces the final checkpoint exactly
     sm_out = tmp_path / "sm"
-    _run(["scripts/evaluate_localisation.py", "--saved-model", runs["ori"] / "export",
+    _run(["evaluate_localisation", "--saved-model", runs["ori"] / "export",
           "--records", rec / "det_test.tfrecord", "--out", sm_out, "--save-detections",
           sm_out / "det.npz"])
     print(f"saved model scored at {time.time() - t0:.0f} s")
@@ -244,3 +247,17 @@ def test_watcher_scores_windows_deletes_and_bounds_the_disk(records_dir, tmp_pat
     seen["scored"].clear()
     again = odt.train_protocol(config, tmp_path / "run", cfg, poll_seconds=0.05)
     assert seen["scored"] == [] and again.final_step == 20
+
+
+def test_a_failing_trainer_raises_detector_training_error(records_dir, tmp_path, monkeypatch):
+    """The child's exit code and the end of its log reach the caller as DetectorTrainingError."""
+    root, _ = records_dir
+    monkeypatch.setattr(odt, "child_command", lambda config, mdir, steps, every: [
+        sys.executable, "-c", "import sys; print('trainer says boom'); sys.exit(5)"])
+    cfg = replace(preset("quick").detection, checkpoint_every=2, eval_steps=(2,), window=0)
+    config = make_od_configs(root, tmp_path / "od", cfg, protocols=["ori"], steps=2)["ori"]
+    with pytest.raises(odt.DetectorTrainingError, match=r"(?s)failed \(exit 5\).*trainer says boom"):
+        odt.train_protocol(config, tmp_path / "run", cfg, poll_seconds=0.05)
+    run = odt.resolve_run(config, tmp_path / "run", cfg)
+    assert run.protocol == "ori" and run.steps == 2 and run.paths.config.is_file()
+    assert json.loads(run.paths.protocol.read_text())["steps"] == 2

@@ -4,9 +4,8 @@ import pytest
 import tensorflow as tf
 
 from cxr_keras.config import Pix2PixConfig
-from cxr_keras.models.layers import InstanceNormalization
 from cxr_keras.models.pix2pix import (
-    PatchDiscriminator, UNetGenerator, build_model, composite, default_num_downs, masked_input,
+    LOSSES, PatchDiscriminator, UNetGenerator, build_model, composite, default_num_downs, masked_input,
     resolve_num_downs)
 
 S = 64
@@ -49,27 +48,6 @@ def test_patch_discriminator_is_70x70_patchgan_at_256():
     d = PatchDiscriminator(filters=2, n_layers=3)
     logits = d((tf.zeros([2, 256, 256, 1]), tf.zeros([2, 256, 256, 1])))
     assert logits.shape == (2, 30, 30, 1)
-
-
-def test_instance_norm_normalises_each_image():
-    x = tf.random.normal([3, 8, 8, 2]) * 5.0 + tf.constant([1.0, -3.0, 7.0])[:, None, None, None]
-    layer = InstanceNormalization()
-    y = layer(x).numpy()
-    g, b = layer.gamma.numpy(), layer.beta.numpy()
-    z = (y - b) / g
-    np.testing.assert_allclose(z.mean(axis=(1, 2)), 0.0, atol=1e-4)
-    np.testing.assert_allclose(z.std(axis=(1, 2)), 1.0, atol=1e-2)
-
-
-def test_instance_norm_fused_path_matches_the_generic_one():
-    """Static batches use per-image fused kernels; an unknown batch size the moments graph."""
-    layer = InstanceNormalization()
-    x = tf.random.normal([3, 8, 8, 2], seed=4) * 3.0 + 1.0
-    fused = layer(x).numpy()
-    generic = tf.function(layer, input_signature=[tf.TensorSpec([None, 8, 8, 2])])(x).numpy()
-    single = np.concatenate([layer(x[i:i + 1]).numpy() for i in range(3)])
-    np.testing.assert_allclose(fused, generic, atol=1e-5)
-    np.testing.assert_allclose(single, generic, atol=1e-5)
 
 
 def test_composite_keeps_the_box_bit_for_bit():
@@ -166,6 +144,18 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch():
     assert int(model.g_optimizer.iterations) == 40 and int(model.d_optimizer.iterations) == 40
 
 
+def test_loss_trackers_average_the_steps_until_reset():
+    model = build_model(tiny_cfg())
+    assert [m.name for m in model.metrics] == list(LOSSES)
+    it = iter(tf.data.Dataset.from_tensors(random_batch(seed=8)).repeat())
+    step = model.make_train_function()
+    outs = [{k: float(v) for k, v in step(it).items()} for _ in range(3)]
+    for m in model.metrics:
+        np.testing.assert_allclose(float(m.result()), np.mean([o[m.name] for o in outs]), rtol=1e-5)
+    model.reset_metrics()
+    assert all(float(m.result()) == 0.0 for m in model.metrics)
+
+
 def test_sample_images_and_checkpoint_items():
     model = build_model(tiny_cfg())
     grid = model.sample_images(random_batch()).numpy()
@@ -175,7 +165,7 @@ def test_sample_images_and_checkpoint_items():
 
 
 def test_mixed_precision_keeps_the_box_exact():
-    from cxr_keras.training import dtype_policy
+    from cxr_keras.gan.runs import dtype_policy
 
     with dtype_policy(True):
         model = build_model(tiny_cfg())

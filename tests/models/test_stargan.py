@@ -1,21 +1,19 @@
-"""StarGAN baseline: networks, losses, n_critic schedule, learning behaviour, resume, input pipeline."""
+"""StarGAN baseline: networks, losses, n_critic schedule, loss trackers, learning behaviour, resume."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from cxr_keras.config import StarGANConfig
 from cxr_keras.models.stargan import (
+    LOSSES,
     N_DOMAINS,
     LinearDecay,
     StarGAN,
     StarGANDiscriminator,
     StarGANGenerator,
     build_stargan,
-    domain_index,
-    domain_records,
     gradient_penalty,
     make_optimizers,
-    stargan_dataset,
 )
 
 TINY = StarGANConfig(image_size=16, gen_filters=4, disc_filters=4, res_blocks=1, disc_layers=2,
@@ -91,6 +89,18 @@ def test_networks_shapes_and_domain_conditioning():
         StarGANDiscriminator(24, layers=4)
     with pytest.raises(ValueError, match="divisible by 4"):
         StarGAN(StarGANConfig(image_size=18, disc_layers=1))
+
+
+def test_loss_trackers_average_every_step_until_reset():
+    m = build_stargan(TINY.__class__(**{**TINY.__dict__, "n_critic": 2}))
+    assert [t.name for t in m.metrics] == list(LOSSES)
+    step = tf.function(m.train_step)
+    outs = [{k: float(v) for k, v in step(fixed_batch(seed=s)).items()} for s in range(3)]
+    assert list(outs[0]) == list(LOSSES)
+    for t in m.metrics:
+        np.testing.assert_allclose(float(t.result()), np.mean([o[t.name] for o in outs]), rtol=1e-5, atol=1e-7)
+    m.reset_metrics()
+    assert all(float(t.result()) == 0.0 for t in m.metrics)
 
 
 def test_sample_images_one_row_per_input_with_every_domain():
@@ -184,68 +194,3 @@ def test_resume_continues_exactly(tmp_path):
             np.testing.assert_allclose(float(g[k]), float(r[k]), rtol=1e-4, atol=1e-5, err_msg=k)
     for va, vb in zip(a.generator.weights, b.generator.weights):
         np.testing.assert_allclose(va.numpy(), vb.numpy(), rtol=1e-4, atol=1e-5)
-
-
-# -- input pipeline ----------------------------------------------------------------------------
-def write_records(root, size=32):
-    from cxr_keras.records.pairs import write_pair_examples
-
-    rng = np.random.default_rng(0)
-    img = lambda: rng.integers(0, 255, (size, size), dtype=np.uint8)  # noqa: E731
-    box = (2.0, 2.0, 10.0, 10.0)
-    pairs = [
-        {"image": img(), "image_id": "a.png", "label": 1, "finding": "Atelectasis", "box": box},
-        {"image": img(), "image_id": "a.png", "label": 1, "finding": "Atelectasis", "box": box},  # 2nd box
-        {"image": img(), "image_id": "a.png", "label": 3, "finding": "Effusion", "box": box},
-        {"image": img(), "image_id": "b.png", "label": 6, "finding": "Pneumothorax", "box": box},
-    ]
-    healthy = [{"image": img(), "image_id": f"h{i}.png"} for i in range(3)]
-    write_pair_examples(root / "pairs_train.tfrecord", pairs)
-    write_pair_examples(root / "healthy_train.tfrecord", healthy)
-    return root
-
-
-def test_dataset_dedupes_per_image_and_label_and_resizes(tmp_path):
-    write_records(tmp_path)
-    keep, labels, counts = domain_index(domain_records(tmp_path, "train"))
-    assert keep.tolist() == [True, False, True, True, True, True, True]
-    assert counts == {1: 1, 3: 1, 6: 1, 0: 3}
-    cfg = StarGANConfig(image_size=16, batch_size=3)
-    ds = stargan_dataset(tmp_path, cfg, training=False)
-    items = [(i.decode(), int(l)) for b in ds for i, l in zip(b["image_id"].numpy(), b["label"].numpy())]
-    assert sorted(items) == sorted([("a.png", 1), ("a.png", 3), ("b.png", 6),
-                                    ("h0.png", 0), ("h1.png", 0), ("h2.png", 0)])
-    batch = next(iter(stargan_dataset(tmp_path, cfg, training=True)))
-    assert batch["image"].shape == (3, 16, 16, 1)
-    assert float(tf.reduce_min(batch["image"])) >= -1.0 and float(tf.reduce_max(batch["image"])) <= 1.0
-
-
-def test_dataset_errors_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="pairs_train.tfrecord"):
-        stargan_dataset(tmp_path, TINY)
-    from cxr_keras.records.pairs import write_pair_examples
-
-    write_pair_examples(tmp_path / "pairs_train.tfrecord",
-                        [{"image": np.zeros((8, 8), np.uint8), "label": 9, "box": (1, 1, 4, 4)}])
-    write_pair_examples(tmp_path / "healthy_train.tfrecord", [])
-    with pytest.raises(ValueError, match=r"pairs_train.tfrecord.*label 9"):
-        stargan_dataset(tmp_path, TINY)
-    (tmp_path / "pairs_train.tfrecord").write_bytes(b"garbage, not a record")
-    with pytest.raises(ValueError, match="pairs_train.tfrecord: unreadable"):
-        stargan_dataset(tmp_path, TINY)
-
-
-# -- synthesis planning ------------------------------------------------------------------------
-def test_per_finding_counts_and_option_errors(tmp_path):
-    from cxr_keras.stargan_synthesis import per_finding_counts, synthesize_stargan
-    from cxr_keras.synthesis import SynthesisError
-
-    assert per_finding_counts(6, None, None) == [25] * 6  # SynthesisConfig.stargan_per_finding
-    assert per_finding_counts(6, 2, None) == [2] * 6
-    assert per_finding_counts(6, None, 14) == [3, 3, 2, 2, 2, 2]
-    with pytest.raises(ValueError, match="not both"):
-        per_finding_counts(6, 2, 14)
-    with pytest.raises(SynthesisError, match="Pix2Pix sources only"):
-        synthesize_stargan(tmp_path / "run", tmp_path, tmp_path / "syn", augment=True)
-    with pytest.raises(SynthesisError, match="per_finding must be >= 0"):
-        synthesize_stargan(tmp_path / "run", tmp_path, tmp_path / "syn", per_finding=-1)

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from cxr_keras.config import DataConfig, RecordsConfig
+from cxr_keras.paths import RecordsPaths
 from cxr_keras.records.build import RECORD_FILES, build_records, records_complete
 from cxr_keras.records.detection import read_detection_records
 from cxr_keras.records.pairs import read_pairs
@@ -19,15 +20,17 @@ def test_build_writes_every_record_with_the_right_counts(tiny_nih, tmp_path):
     root, boxes = tiny_nih
     out = tmp_path / "rec"
     info = build_records(root, out, CFG, RecordsConfig(image_size=64, workers=2), progress=False)
+    paths = RecordsPaths(out)
     assert records_complete(out)
     c = info["counts"]
     assert c["annotations"] == 18 and c["images"] == 18  # 3 per finding; Mass dropped
     assert (c["train"], c["test"]) == (12, 6)  # floor(0.7*3) = 2 per finding
-    assert info["records"]["pairs_train"] == 12 and info["records"]["det_test"] == 6
-    assert info["records"]["healthy_train"] == 3
-    pairs = list(read_pairs(out / "pairs_train.tfrecord").as_numpy_iterator())
+    written = info["records"]  # examples per record, keyed by the record file's stem
+    assert written[paths.pairs("train").stem] == 12 and written[paths.det("test").stem] == 6
+    assert written[paths.healthy("train").stem] == 3
+    pairs = list(read_pairs(paths.pairs("train")).as_numpy_iterator())
     assert len(pairs) == 12
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads(paths.manifest.read_text())
     by_id = {a["ann_id"]: a for a in manifest["annotations"]}
     for p in pairs:
         a = by_id[int(p["ann_id"])]
@@ -44,9 +47,9 @@ def test_build_writes_every_record_with_the_right_counts(tiny_nih, tmp_path):
     src = cv2.imread(str(root / "images" / pairs[0]["image_id"].decode()), cv2.IMREAD_GRAYSCALE)
     small = cv2.resize(src, (64, 64), interpolation=cv2.INTER_AREA)
     np.testing.assert_allclose((pairs[0]["image"][:, :, 0] + 1) * 127.5, small, atol=0.01)
-    det = read_detection_records(out / "det_test.tfrecord")
+    det = read_detection_records(paths.det("test"))
     assert len(det) == 6 and all(len(d["labels"]) == 1 for d in det)
-    assert (out / "label_map.pbtxt").read_text().count("item {") == 6
+    assert paths.label_map.read_text().count("item {") == 6
 
 
 def test_same_seed_same_records(tiny_nih, tmp_path):
@@ -79,8 +82,7 @@ def test_bad_images_are_converted_or_skipped_with_reasons(tiny_nih, tmp_path):
     kept = {a["image"] for a in info["annotations"]}
     assert names[3] in kept and names[4] in kept and names[0] not in kept
     pairs = {p["image_id"].decode(): p for p in
-             read_pairs([tmp_path / "rec" / "pairs_train.tfrecord",
-                         tmp_path / "rec" / "pairs_test.tfrecord"]).as_numpy_iterator()}
+             read_pairs([RecordsPaths(tmp_path / "rec").pairs(s) for s in ("train", "test")]).as_numpy_iterator()}
     small = cv2.resize(g, (64, 64), interpolation=cv2.INTER_AREA)
     for n in names[3:5]:
         np.testing.assert_allclose((pairs[n]["image"][:, :, 0] + 1) * 127.5, small, atol=1.01)
@@ -95,8 +97,8 @@ def test_boxes_are_clipped_or_skipped(tmp_path, make_tiny_nih):
     info = build_records(root, tmp_path / "rec", DataConfig(healthy=1), REC, progress=False)
     assert info["clipped_boxes"] == 1
     assert any(s["item"] == "80000001_000.png" and "outside" in s["reason"] for s in info["skipped"])
-    recs = read_detection_records(tmp_path / "rec" / "det_train.tfrecord") + \
-        read_detection_records(tmp_path / "rec" / "det_test.tfrecord")
+    rec = RecordsPaths(tmp_path / "rec")
+    recs = read_detection_records(rec.det("train")) + read_detection_records(rec.det("test"))
     clipped = [r for r in recs if r["filename"] == "80000000_000.png"][0]
     np.testing.assert_allclose(clipped["boxes"][0], [900 / 1024, 900 / 1024, 1.0, 1.0], atol=1e-6)
 
@@ -128,6 +130,21 @@ def test_a_failed_build_leaves_no_half_written_files(tiny_nih, tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         build_records(root, out, CFG, REC, progress=False)
     assert not records_complete(out)
-    assert not (out / "det_test.tfrecord").exists() and not list(out.glob("*.tmp"))
+    assert not RecordsPaths(out).det("test").exists() and not list(out.glob("*.tmp"))
     # the records finished before the interruption are complete and readable
-    assert sum(1 for _ in tf.data.TFRecordDataset(str(out / "det_train.tfrecord"))) == 12
+    assert sum(1 for _ in tf.data.TFRecordDataset(str(RecordsPaths(out).det("train")))) == 12
+
+
+def test_make_tfrecords_command_builds_and_fails_in_one_line(tiny_nih, tmp_path, capsys):
+    from cxr_keras.cli.make_tfrecords import main
+
+    root, _ = tiny_nih
+    out = tmp_path / "cli"
+    main(["--nih-root", str(root), "--out", str(out), "--image-size", "64", "--healthy", "3",
+          "--workers", "1", "--quiet"])
+    assert records_complete(out)
+    c = json.loads(RecordsPaths(out).manifest.read_text())["counts"]
+    assert f"{c['annotations']} boxes on {c['images']} images: {c['train']} train / {c['test']} test" \
+        in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"^make_tfrecords: .*nope: NIH folder not found$"):
+        main(["--nih-root", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])

@@ -22,8 +22,7 @@ import pytest
 
 from cxr_keras.config import FINDINGS, StudyConfig
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "reader_study.py"
+COMMAND = [sys.executable, "-m", "cxr_keras.cli.reader_study"]  # `cxr-keras reader_study`
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium"
 
@@ -92,7 +91,7 @@ def start_server(study_dir: Path, port: int, log: Path) -> subprocess.Popen:
     """``reader_study.py serve`` as a subprocess (output to ``log``); returns once it answers HTTP."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log, "ab") as out:  # a file, not a pipe: a full pipe would block the server
-        proc = subprocess.Popen([sys.executable, str(SCRIPT), "serve", str(study_dir), "--port", str(port)],
+        proc = subprocess.Popen([*COMMAND, "serve", str(study_dir), "--port", str(port)],
                                 stdout=out, stderr=subprocess.STDOUT, env=env)
     proc.log = log
     deadline = time.monotonic() + 60

@@ -1,23 +1,18 @@
-"""scripts/reader_study.py: build → add-reader → links → score through the argparse shell."""
+"""cxr_keras/cli/reader_study.py (`cxr-keras reader_study`): build → add-reader → links → score."""
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 
 from cxr_keras.study.layout import load_study
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reader_study.py"
-
 
 @pytest.fixture(scope="module")
 def cli():
-    spec = importlib.util.spec_from_file_location("reader_study_cli", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
+    from cxr_keras.cli.reader_study import main
+
+    return main
 
 
 def test_build_add_reader_links_score(tmp_path, inputs, cli, capsys):

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-REPO = Path(__file__).resolve().parents[1]
+from cxr_keras.paths import RecordsPaths, RunPaths, SynPaths
+
+REPO = Path(__file__).resolve().parents[2]
 S = 64
 TINY = ["--image-size", str(S), "--gen-filters", "4", "--disc-filters", "4", "--num-downs", "4",
         "--batch-size", "2", "--quiet"]
@@ -30,7 +32,7 @@ def load_script(name):
 @pytest.fixture(scope="module")
 def phantom_records(tmp_path_factory):
     from cxr_keras.config import DataConfig, RecordsConfig
-    from cxr_keras.data.layout import write_nih_folder
+    from cxr_keras.data.nih_folder import write_nih_folder
     from cxr_keras.data.phantoms import PhantomRenderer
     from cxr_keras.records.build import build_records
 
@@ -53,20 +55,20 @@ def test_train_synthesize_and_decode_with_the_od_api(phantom_records):
     run, syn = root / "run", root / "syn"
     load_script("train_gan").main(["--model", "pix2pix_n", "--records", str(root / "records"), "--out", str(run),
                                    "--preset", "quick", "--steps", "3", "--checkpoint-every", "2", *TINY])
-    assert (run / "checkpoints" / "ckpt-3.index").exists()
-    assert len((run / "history.csv").read_text().splitlines()) == 1 + 2  # header, steps 2 and 3
-    n_train = sum(1 for _ in tf.data.TFRecordDataset(str(root / "records" / "pairs_train.tfrecord")))
+    assert (RunPaths(run).checkpoints / "ckpt-3.index").exists()
+    assert len(RunPaths(run).history.read_text().splitlines()) == 1 + 2  # header, steps 2 and 3
+    n_train = sum(1 for _ in tf.data.TFRecordDataset(str(RecordsPaths(root / "records").pairs("train"))))
     count = n_train + 1
     load_script("synthesize").main(["--run", str(run), "--records", str(root / "records"), "--out", str(syn),
                                     "--count", str(count), "--quiet"])
-    manifest = json.loads((syn / "manifest.json").read_text())
+    manifest = json.loads(SynPaths(syn).manifest.read_text())
     assert manifest["generator"] == "pix2pix_n" and manifest["count"] == count
     assert manifest["fidelity"]["passed"] == count
     by_file = {Path(it["file"]).name: it for it in manifest["items"]}
 
     decoder = TfExampleDecoder()
     seen = 0
-    for raw in tf.data.TFRecordDataset(str(syn / "detection.tfrecord")):
+    for raw in tf.data.TFRecordDataset(str(SynPaths(syn).detection)):
         d = decoder.decode(raw)
         name = d[fields.InputDataFields.filename].numpy().decode()
         item = by_file[name]
@@ -83,15 +85,16 @@ def test_train_synthesize_and_decode_with_the_od_api(phantom_records):
     assert seen == count
 
     load_script("evaluate_gan").main(["--run", str(run), "--records", str(root / "records")])
-    result = json.loads((run / "eval_test.json").read_text())
+    result = json.loads(RunPaths(run).eval_json("test").read_text())
     assert result["per_finding"]["all"]["n"] > 0 and np.isfinite(result["per_finding"]["all"]["psnr"])
 
 
 @pytest.mark.slow
 def test_sigkill_then_resume_restores_step_and_weights(phantom_records, tmp_path):
-    from cxr_keras import training
+    from cxr_keras.gan import runs, training
 
     run = tmp_path / "run"
+    checkpoints = str(RunPaths(run).checkpoints)
     cmd = [sys.executable, str(REPO / "scripts" / "train_gan.py"), "--model", "pix2pix", "--records",
            str(phantom_records / "records"), "--out", str(run), "--preset", "quick", "--steps", "100000",
            "--checkpoint-every", "2", *TINY]
@@ -99,7 +102,7 @@ def test_sigkill_then_resume_restores_step_and_weights(phantom_records, tmp_path
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 240
-        while tf.train.latest_checkpoint(str(run / "checkpoints")) is None:
+        while tf.train.latest_checkpoint(checkpoints) is None:
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             assert time.time() < deadline, "no checkpoint within 240 s"
             time.sleep(0.5)
@@ -107,9 +110,9 @@ def test_sigkill_then_resume_restores_step_and_weights(phantom_records, tmp_path
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    latest = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    latest = tf.train.latest_checkpoint(checkpoints)
     saved_step = int(latest.rsplit("-", 1)[1])
-    reference = training.load_run(run, latest)
+    reference = runs.load_run(run, latest)
     assert reference.step == saved_step
     expected = [v.numpy() for v in reference.model.generator.variables + reference.model.discriminator.variables]
 

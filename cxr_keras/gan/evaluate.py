@@ -5,7 +5,7 @@ compared with the real image: L1 (mean absolute error), PSNR and SSIM on intensi
 restricted to the painted pixels (the box itself is copied, so it would only inflate the scores).
 SSIM uses the same Gaussian window as ``tf.image.ssim`` (11×11, σ = 1.5) and averages its map over
 the windows centred outside the box; whole-image ``tf.image.psnr`` / ``tf.image.ssim`` are reported too.
-Output: RUN/eval_<split>.json and RUN/eval_<split>.md.
+Output: RUN/eval_<split>.json and RUN/eval_<split>.md (``cxr_keras.paths.RunPaths``).
 """
 from __future__ import annotations
 
@@ -19,7 +19,11 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from cxr_keras.gan.runs import load_run
+from cxr_keras.gan.synthesis_common import SynthesisError
+from cxr_keras.gan.synthesis_pix2pix import load_pairs
 from cxr_keras.io_utils import atomic_write_text
+from cxr_keras.paths import RecordsPaths, RunPaths
 
 SSIM_SIZE, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 
@@ -71,14 +75,11 @@ def evaluate_run(run_dir: os.PathLike, records_dir: os.PathLike, split: str = "t
                  batch_size: int = 8, sample: bool = True, checkpoint: Optional[str] = None,
                  limit: Optional[int] = None) -> Dict:
     """Per-finding painted-region L1 / PSNR / SSIM of a Pix2Pix run; writes RUN/eval_<split>.{json,md}."""
-    from cxr_keras import training
-    from cxr_keras.synthesis import SynthesisError, load_pairs
-
-    run_dir, records_dir = Path(run_dir), Path(records_dir)
-    loaded = training.load_run(run_dir, checkpoint)
+    run, records_dir = RunPaths(run_dir), Path(records_dir)
+    loaded = load_run(run.root, checkpoint)
     if not hasattr(loaded.model, "generate"):
-        raise SynthesisError(f"{run_dir}: evaluate_gan supports the Pix2Pix models, not {loaded.name!r}")
-    pairs = load_pairs(records_dir / f"pairs_{split}.tfrecord", loaded.cfg.image_size)
+        raise SynthesisError(f"{run.root}: evaluate_gan supports the Pix2Pix models, not {loaded.name!r}")
+    pairs = load_pairs(RecordsPaths(records_dir).pairs(split), loaded.cfg.image_size)
     if limit is not None:
         pairs = pairs[:limit]
     tf.random.set_seed(seed)
@@ -95,16 +96,17 @@ def evaluate_run(run_dir: os.PathLike, records_dir: os.PathLike, split: str = "t
                 per["all"][key].append(float(scores[key][i]))
     summary = {f: {"n": len(v["l1"]), **{k: float(np.mean(v[k])) for k in METRICS}}
                for f, v in sorted(per.items(), key=lambda kv: (kv[0] == "all", kv[0]))}
-    result = {"run": str(run_dir), "model": loaded.name, "step": loaded.step, "checkpoint": loaded.checkpoint,
+    result = {"run": str(run.root), "model": loaded.name, "step": loaded.step, "checkpoint": loaded.checkpoint,
               "split": split, "records": str(records_dir), "dropout_sampling": sample, "seed": seed,
               "region": "painted pixels (outside the box); intensities in [0, 1]",
               "per_finding": summary}
-    atomic_write_text(run_dir / f"eval_{split}.json", json.dumps(result, indent=1))
-    atomic_write_text(run_dir / f"eval_{split}.md", markdown_table(result))
+    atomic_write_text(run.eval_json(split), json.dumps(result, indent=1))
+    atomic_write_text(run.eval_md(split), markdown_table(result))
     return result
 
 
 def markdown_table(result: Dict) -> str:
+    """RUN/eval_<split>.md: one row per finding (and "all")."""
     lines = [f"# {result['model']} at step {result['step']}: painted region vs real ({result['split']} split)",
              "", "| finding | n | L1 | PSNR (dB) | SSIM | PSNR whole | SSIM whole |",
              "|---|---:|---:|---:|---:|---:|---:|"]

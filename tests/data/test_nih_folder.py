@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from cxr_keras.config import FINDINGS, HEALTHY, DataConfig
-from cxr_keras.data import layout, nih
+from cxr_keras.data import nih, nih_folder
 
 
 class StubRenderer:
@@ -43,7 +43,7 @@ def metadata():
 # -- choose_subset --------------------------------------------------------------------------------
 def test_choose_subset_stratified_prefix_covers_every_finding(metadata):
     boxes, entries = metadata
-    annotated, healthy = layout.choose_subset(boxes, entries, FINDINGS, limit=6, healthy=3, seed=0)
+    annotated, healthy = nih_folder.choose_subset(boxes, entries, FINDINGS, limit=6, healthy=3, seed=0)
     assert len(annotated) == 6 and len(set(annotated)) == 6
     found = set(boxes[boxes["image"].isin(annotated)]["finding"])
     assert set(FINDINGS) <= found
@@ -55,12 +55,12 @@ def test_choose_subset_stratified_prefix_covers_every_finding(metadata):
 
 def test_choose_subset_all_and_seeded(metadata):
     boxes, entries = metadata
-    every, _ = layout.choose_subset(boxes, entries, FINDINGS, limit=None, healthy=0, seed=0)
+    every, _ = nih_folder.choose_subset(boxes, entries, FINDINGS, limit=None, healthy=0, seed=0)
     expected = set(boxes[boxes["finding"].isin(FINDINGS)]["image"])
     assert set(every) == expected and len(every) == len(expected)
-    a = layout.choose_subset(boxes, entries, FINDINGS, limit=12, healthy=4, seed=1)
-    b = layout.choose_subset(boxes, entries, FINDINGS, limit=12, healthy=4, seed=1)
-    c = layout.choose_subset(boxes, entries, FINDINGS, limit=12, healthy=4, seed=2)
+    a = nih_folder.choose_subset(boxes, entries, FINDINGS, limit=12, healthy=4, seed=1)
+    b = nih_folder.choose_subset(boxes, entries, FINDINGS, limit=12, healthy=4, seed=1)
+    c = nih_folder.choose_subset(boxes, entries, FINDINGS, limit=12, healthy=4, seed=2)
     assert a == b
     assert a != c
 
@@ -74,26 +74,26 @@ def test_choose_subset_small_frames_and_limits():
     entries = pd.DataFrame({"image": ["a.png", "b.png", "c.png", "d.png", "h1.png", "h2.png"],
                             "labels": [("Effusion",), ("Effusion",), ("Pneumothorax",), ("Nodule",),
                                        (HEALTHY,), (HEALTHY,)]})
-    annotated, healthy = layout.choose_subset(boxes, entries, FINDINGS, limit=None, healthy=5, seed=0)
+    annotated, healthy = nih_folder.choose_subset(boxes, entries, FINDINGS, limit=None, healthy=5, seed=0)
     # b.png's only box has zero width; d.png has only a Nodule: neither is chosen.
     assert sorted(annotated) == ["a.png", "c.png"]
     assert sorted(healthy) == ["h1.png", "h2.png"]
-    one, _ = layout.choose_subset(boxes, entries, FINDINGS, limit=1, healthy=0, seed=0)
+    one, _ = nih_folder.choose_subset(boxes, entries, FINDINGS, limit=1, healthy=0, seed=0)
     assert one in (["a.png"], ["c.png"])
     with pytest.raises(ValueError, match="limit"):
-        layout.choose_subset(boxes, entries, FINDINGS, limit=-1)
+        nih_folder.choose_subset(boxes, entries, FINDINGS, limit=-1)
 
 
 # -- write_nih_folder -----------------------------------------------------------------------------
 def test_write_folder_formats_and_manifest(tmp_path, metadata):
     out = tmp_path / "nih"
-    summary = layout.write_nih_folder(out, StubRenderer(shift=1.0), limit=7, healthy=2, seed=3,
-                                      workers=1, progress=False)
+    summary = nih_folder.write_nih_folder(out, StubRenderer(shift=1.0), limit=7, healthy=2, seed=3,
+                                          workers=1, progress=False)
     assert summary["images"] == 9 and summary["annotated"] == 7 and summary["healthy"] == 2
     on_disk = sorted(p.name for p in (out / "images").iterdir())
     assert len(on_disk) == 9 and not [n for n in on_disk if not n.endswith(".png")]
 
-    lines = (out / layout.BBOX_FILE).read_text().splitlines()
+    lines = (out / nih_folder.BBOX_FILE).read_text().splitlines()
     assert lines[0] == "Image Index,Finding Label,Bbox [x,y,w,h],,,"
     rows = [ln.split(",") for ln in lines[1:]]
     assert rows and all(len(r) == 6 for r in rows)
@@ -106,11 +106,11 @@ def test_write_folder_formats_and_manifest(tmp_path, metadata):
     want = sorted((r.image, r.finding, round(r.x + 1, 6), round(r.y + 1, 6)) for r in real.itertuples())
     got = sorted((r[0], r[1], round(float(r[2]), 6), round(float(r[3]), 6)) for r in rows)
     assert got == want
-    assert "Infiltration" not in (out / layout.BBOX_FILE).read_text()
+    assert "Infiltration" not in (out / nih_folder.BBOX_FILE).read_text()
 
-    entry_lines = (out / layout.ENTRY_FILE).read_text().splitlines()
+    entry_lines = (out / nih_folder.ENTRY_FILE).read_text().splitlines()
     _, entry_src = nih.metadata_paths(None)
-    src = layout._read_lines(entry_src)
+    src = nih_folder._read_lines(entry_src)
     assert entry_lines[0] == src[0]
     assert sorted(ln.split(",")[0] for ln in entry_lines[1:]) == on_disk
     assert set(entry_lines[1:]) <= set(src[1:])  # verbatim real rows
@@ -128,12 +128,12 @@ def test_write_folder_formats_and_manifest(tmp_path, metadata):
 
 
 def test_same_seed_same_bytes_any_worker_count(tmp_path):
-    a = layout.write_nih_folder(tmp_path / "a", StubRenderer(), limit=4, healthy=1, seed=5, workers=1,
+    a = nih_folder.write_nih_folder(tmp_path / "a", StubRenderer(), limit=4, healthy=1, seed=5, workers=1,
+                                    progress=False)
+    nih_folder.write_nih_folder(tmp_path / "b", StubRenderer(), limit=4, healthy=1, seed=5, workers=2,
                                 progress=False)
-    layout.write_nih_folder(tmp_path / "b", StubRenderer(), limit=4, healthy=1, seed=5, workers=2,
-                            progress=False)
-    layout.write_nih_folder(tmp_path / "c", StubRenderer(), limit=4, healthy=1, seed=6, workers=1,
-                            progress=False)
+    nih_folder.write_nih_folder(tmp_path / "c", StubRenderer(), limit=4, healthy=1, seed=6, workers=1,
+                                progress=False)
     ha, hb, hc = (_hashes(tmp_path / d) for d in "abc")
     assert a["images"] == 5 and len(ha) == 5 + 2
     assert ha == hb
@@ -142,31 +142,31 @@ def test_same_seed_same_bytes_any_worker_count(tmp_path):
 
 def test_rerun_overwrites_but_refuses_foreign_pngs(tmp_path):
     out = tmp_path / "o"
-    layout.write_nih_folder(out, StubRenderer(), limit=2, seed=0, workers=1, progress=False)
+    nih_folder.write_nih_folder(out, StubRenderer(), limit=2, seed=0, workers=1, progress=False)
     before = _hashes(out)
-    layout.write_nih_folder(out, StubRenderer(), limit=2, seed=0, workers=1, progress=False)
+    nih_folder.write_nih_folder(out, StubRenderer(), limit=2, seed=0, workers=1, progress=False)
     assert _hashes(out) == before
     (out / "images" / "stranger.png").write_bytes(b"x")
     with pytest.raises(FileExistsError, match="stranger.png"):
-        layout.write_nih_folder(out, StubRenderer(), limit=2, seed=0, workers=1, progress=False)
+        nih_folder.write_nih_folder(out, StubRenderer(), limit=2, seed=0, workers=1, progress=False)
 
 
 def test_bad_renderer_output_names_the_image(tmp_path):
     with pytest.raises(ValueError, match=r"\.png: StubRenderer returned float32"):
-        layout.write_nih_folder(tmp_path / "x", StubRenderer(dtype=np.float32), limit=1, workers=1,
-                                progress=False)
+        nih_folder.write_nih_folder(tmp_path / "x", StubRenderer(dtype=np.float32), limit=1, workers=1,
+                                    progress=False)
     with pytest.raises(ValueError, match=r"expected uint8 \(1024, 1024\)"):
-        layout.write_nih_folder(tmp_path / "y", StubRenderer(shape=(512, 512)), limit=1, workers=1,
-                                progress=False)
+        nih_folder.write_nih_folder(tmp_path / "y", StubRenderer(shape=(512, 512)), limit=1, workers=1,
+                                    progress=False)
     # Nothing is listed when rendering failed: the CSVs are written last.
-    assert not (tmp_path / "x" / layout.BBOX_FILE).exists()
-    assert not (tmp_path / "x" / layout.ENTRY_FILE).exists()
+    assert not (tmp_path / "x" / nih_folder.BBOX_FILE).exists()
+    assert not (tmp_path / "x" / nih_folder.ENTRY_FILE).exists()
 
 
 def test_image_rng_depends_on_seed_and_name_only():
-    a = layout.image_rng(1, "x.png").integers(0, 2**31, 4)
-    assert (a == layout.image_rng(1, "x.png").integers(0, 2**31, 4)).all()
-    assert (a != layout.image_rng(2, "x.png").integers(0, 2**31, 4)).any()
-    assert (a != layout.image_rng(1, "y.png").integers(0, 2**31, 4)).any()
+    a = nih_folder.image_rng(1, "x.png").integers(0, 2**31, 4)
+    assert (a == nih_folder.image_rng(1, "x.png").integers(0, 2**31, 4)).all()
+    assert (a != nih_folder.image_rng(2, "x.png").integers(0, 2**31, 4)).any()
+    assert (a != nih_folder.image_rng(1, "y.png").integers(0, 2**31, 4)).any()
     with pytest.raises(ValueError):
-        layout.image_rng(-1, "x.png")
+        nih_folder.image_rng(-1, "x.png")

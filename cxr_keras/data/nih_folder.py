@@ -26,18 +26,18 @@ import cv2
 import numpy as np
 
 from cxr_keras.config import FINDINGS, HEALTHY
+from cxr_keras.data.images import NIH_IMAGE_SIZE, Box, encode_png
 from cxr_keras.io_utils import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:  # pandas (through nih) is imported lazily: worker processes never need it
     import pandas as pd
 
-Box = Tuple[str, float, float, float, float]
 Renderer = Callable[[str, List[Box], np.random.Generator], Tuple[np.ndarray, List[Box]]]
 
 BBOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,"
 BBOX_FILE = "BBox_List_2017.csv"
 ENTRY_FILE = "Data_Entry_2017_v2020.csv"
-IMAGE_SIZE = 1024  # nih.NIH_IMAGE_SIZE
+PNG_COMPRESSION = 3  # zlib level of the written images (smaller files than the records' level 1)
 
 
 # -- choosing which real images to imitate -------------------------------------------------------
@@ -126,20 +126,12 @@ def render_one(renderer: Renderer, image_name: str, boxes: List[Box],
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
-    if image.dtype != np.uint8 or image.shape != (IMAGE_SIZE, IMAGE_SIZE):
+    if image.dtype != np.uint8 or image.shape != (NIH_IMAGE_SIZE, NIH_IMAGE_SIZE):
         raise ValueError(
             f"{image_name}: {type(renderer).__name__} returned {image.dtype} {image.shape}, "
-            f"expected uint8 ({IMAGE_SIZE}, {IMAGE_SIZE})"
+            f"expected uint8 ({NIH_IMAGE_SIZE}, {NIH_IMAGE_SIZE})"
         )
     return image, _check_boxes(image_name, boxes_out)
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """8-bit grayscale PNG bytes (deterministic for the same pixels)."""
-    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise RuntimeError("OpenCV could not encode a PNG")
-    return buf.tobytes()
 
 
 _WORKER_RENDERER: Optional[Renderer] = None
@@ -153,7 +145,7 @@ def _init_worker(renderer: Renderer) -> None:
 
 def _render_and_write(image_name: str, boxes: List[Box], seed: int, path: str) -> Tuple[str, List[Box]]:
     image, boxes_out = render_one(_WORKER_RENDERER, image_name, boxes, seed)
-    atomic_write_bytes(path, encode_png(image))
+    atomic_write_bytes(path, encode_png(image, PNG_COMPRESSION))
     return image_name, boxes_out
 
 
@@ -216,30 +208,8 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, disable=not enabled, file=sys.stderr, desc=desc, unit="img")
 
 
-def write_nih_folder(
-    out_dir: os.PathLike,
-    renderer: Renderer,
-    limit: Optional[int] = None,
-    healthy: int = 0,
-    seed: int = 0,
-    workers: int = 2,
-    progress: bool = True,
-    findings: Sequence[str] = FINDINGS,
-) -> Dict:
-    """Render a chosen subset of the real NIH images into ``out_dir`` in the NIH layout.
-
-    Writes ``images/<name>.png`` (each atomically), then ``BBox_List_2017.csv`` with the boxes the
-    renderer drew and ``Data_Entry_2017_v2020.csv`` with the real rows of exactly those images —
-    CSVs last, so a killed run never lists an image that is not on disk. Output bytes depend only
-    on (renderer, limit, healthy, seed), never on ``workers``. Returns a summary of counts.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"{out_dir}: exists and is not a directory")
-    bbox_path, entry_path, boxes_df, entries_df = _shipped_metadata()
-    annotated, healthy_names = choose_subset(boxes_df, entries_df, findings, limit, healthy, seed)
-    names = sorted(annotated) + sorted(healthy_names)
-
+def _images_dir(out_dir: Path, names: Sequence[str]) -> Path:
+    """``out_dir/images``, created; refused if it holds PNGs this run would not list."""
     images_dir = out_dir / "images"
     if images_dir.is_dir():
         stale = sorted(p.name for p in images_dir.glob("*.png") if p.name not in set(names))
@@ -249,16 +219,15 @@ def write_nih_folder(
                 "use an empty or new --out directory"
             )
     images_dir.mkdir(parents=True, exist_ok=True)
+    return images_dir
 
-    real_boxes: Dict[str, List[Box]] = {n: [] for n in names}
-    for row in boxes_df[boxes_df["image"].isin(set(annotated))].itertuples(index=False):
-        real_boxes[row.image].append((row.finding, float(row.x), float(row.y), float(row.w), float(row.h)))
 
+def _render_all(renderer: Renderer, jobs: List[tuple], workers: int, progress: bool) -> Dict[str, List[Box]]:
+    """Run ``_render_and_write`` over ``jobs`` (in this process, or ``workers`` spawned ones) → drawn boxes."""
     drawn: Dict[str, List[Box]] = {}
-    bar = _progress(len(names), progress, f"render {type(renderer).__name__}")
-    jobs = [(n, real_boxes[n], seed, str(images_dir / n)) for n in names]
+    bar = _progress(len(jobs), progress, f"render {type(renderer).__name__}")
     try:
-        if workers <= 1 or len(names) <= 1:
+        if workers <= 1 or len(jobs) <= 1:
             _init_worker(renderer)
             for job in jobs:
                 name, boxes_out = _render_and_write(*job)
@@ -284,6 +253,41 @@ def write_nih_folder(
     finally:
         if bar is not None:
             bar.close()
+    return drawn
+
+
+def write_nih_folder(
+    out_dir: os.PathLike,
+    renderer: Renderer,
+    limit: Optional[int] = None,
+    healthy: int = 0,
+    seed: int = 0,
+    workers: int = 2,
+    progress: bool = True,
+    findings: Sequence[str] = FINDINGS,
+) -> Dict:
+    """Render a chosen subset of the real NIH images into ``out_dir`` in the NIH layout.
+
+    Writes ``images/<name>.png`` (each atomically), then ``BBox_List_2017.csv`` with the boxes the
+    renderer drew and ``Data_Entry_2017_v2020.csv`` with the real rows of exactly those images —
+    CSVs last, so a killed run never lists an image that is not on disk. Output bytes depend only
+    on (renderer, limit, healthy, seed), never on ``workers``. Returns a summary of counts.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir}: exists and is not a directory")
+    _, entry_path, boxes_df, entries_df = _shipped_metadata()
+    annotated, healthy_names = choose_subset(boxes_df, entries_df, findings, limit, healthy, seed)
+    names = sorted(annotated) + sorted(healthy_names)
+
+    images_dir = _images_dir(out_dir, names)
+
+    real_boxes: Dict[str, List[Box]] = {n: [] for n in names}
+    for row in boxes_df[boxes_df["image"].isin(set(annotated))].itertuples(index=False):
+        real_boxes[row.image].append((row.finding, float(row.x), float(row.y), float(row.w), float(row.h)))
+
+    jobs = [(n, real_boxes[n], seed, str(images_dir / n)) for n in names]
+    drawn = _render_all(renderer, jobs, workers, progress)
 
     atomic_write_text(out_dir / BBOX_FILE, bbox_text(names, drawn))
     entry = entry_lines(entry_path, names)

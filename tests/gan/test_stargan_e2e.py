@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 from cxr_keras.config import DataConfig, FINDINGS, RecordsConfig
+from cxr_keras.paths import RecordsPaths, RunPaths, SynPaths
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 pytestmark = pytest.mark.slow
 
 
@@ -20,7 +21,7 @@ def script_main(name):
 
 @pytest.fixture(scope="module")
 def phantom_records(tmp_path_factory):
-    from cxr_keras.data.layout import write_nih_folder
+    from cxr_keras.data.nih_folder import write_nih_folder
     from cxr_keras.data.phantoms import PhantomRenderer
     from cxr_keras.records.build import build_records
 
@@ -37,42 +38,43 @@ def read_png(path):
 
 
 def test_train_resume_and_synthesize(phantom_records, tmp_path):
-    from cxr_keras import training
+    from cxr_keras.gan import runs
 
     run = tmp_path / "run"
+    paths = RunPaths(run)
     train = script_main("train_gan.py")
     common = ["--records", str(phantom_records), "--out", str(run), "--quiet"]
     train(["--model", "stargan", "--preset", "quick", "--steps", "2", "--gen-filters", "4",
            "--disc-filters", "4", "--n-critic", "2", "--image-every", "2", "--checkpoint-every", "1",
            "--log-every", "1"] + common)
-    info = json.loads((run / "config.json").read_text())
+    info = json.loads(paths.config.read_text())
     assert info["model"] == "stargan" and info["config"]["n_critic"] == 2
     assert info["config"]["gen_filters"] == 4
-    grid = read_png(run / "samples" / "step_0000002.png")
+    grid = read_png(paths.sample(2))
     # rows: the quick preset's batch of 2 inputs; columns: the input + the 7 domains, 64 px each
     assert grid.shape == (2 * 64, 8 * 64, 1)
     assert grid.std() > 0
-    assert list((run / "logs").iterdir())
-    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("-2")
+    assert list(paths.logs.iterdir())
+    assert tf.train.latest_checkpoint(str(paths.checkpoints)).endswith("-2")
 
     with pytest.raises(SystemExit, match="already holds a training run"):
         train(["--model", "stargan", "--preset", "quick", "--steps", "2"] + common)
 
     train(["--resume", "--steps", "4"] + common)
-    loaded = training.load_run(run)
+    loaded = runs.load_run(run)
     assert loaded.step == 4 and int(loaded.model.step_counter) == 4
     assert int(loaded.model.g_optimizer.iterations) == 2  # G stepped at steps 2 and 4 (n_critic 2)
-    history = (run / "history.csv").read_text().splitlines()
+    history = paths.history.read_text().splitlines()
     assert [int(r.split(",")[0]) for r in history[1:]] == [1, 2, 3, 4]
 
     syn = tmp_path / "syn"
     script_main("synthesize.py")(["--run", str(run), "--records", str(phantom_records), "--out", str(syn),
                                   "--per-finding", "2", "--quiet"])
-    manifest = json.loads((syn / "manifest.json").read_text())
+    manifest = json.loads(SynPaths(syn).manifest.read_text())
     assert manifest["generator"] == "stargan" and manifest["count"] == 12
     assert sorted({it["finding"] for it in manifest["items"]}) == sorted(FINDINGS)
     healthy_test = {tf.train.Example.FromString(r.numpy()).features.feature["image/id"].bytes_list.value[0].decode()
-                    for r in tf.data.TFRecordDataset(str(phantom_records / "healthy_test.tfrecord"))}
+                    for r in tf.data.TFRecordDataset(str(RecordsPaths(phantom_records).healthy("test")))}
     for it in manifest["items"]:
         assert it["source_image"] in healthy_test
         assert it["boxes"] == [] and it["ann_ids"] == []
