@@ -11,9 +11,12 @@ It acts only in processes that run or import ``object_detection``; everything el
 2. ``case / cond / while_loop / Assert`` put back on ``tensorflow.python.ops.control_flow_ops``
    (tf_slim 1.1.0, the OD API's record decoder, still calls them there; TF >= 2.14 moved them),
    as soon as TensorFlow is loaded and an ``object_detection`` module is imported.
+3. ``getsize`` put back on Pillow's font classes (Pillow 10 removed it; the OD API's
+   ``visualization_utils`` still calls it when its own evaluation draws image summaries), at the
+   same moment as 2.
 
 Standard library only, and it never imports ``cxr_keras`` (whose import changes TensorFlow settings).
-``cxr_keras.detection.od_compat`` uses the same two functions: this is their one definition.
+``cxr_keras.detection.od_compat`` uses the same functions: this is their one definition.
 """
 from __future__ import annotations
 
@@ -47,6 +50,21 @@ def install_aliases() -> None:
             setattr(control_flow_ops, old, getattr(importlib.import_module(module_name), attr))
 
 
+def _font_getsize(self, text, *args, **kwargs):
+    """Pillow 9's ``getsize``: the bottom-right corner of the text's box drawn at (0, 0)."""
+    _, _, right, bottom = self.getbbox(text, *args, **kwargs)
+    return right, bottom
+
+
+def patch_pillow() -> None:
+    """Give Pillow >= 10's font classes back the ``getsize`` the OD API calls (idempotent)."""
+    from PIL import ImageFont
+
+    for cls in (ImageFont.FreeTypeFont, ImageFont.ImageFont, ImageFont.TransposedFont):
+        if not hasattr(cls, "getsize"):
+            cls.getsize = _font_getsize
+
+
 def _is_od_name(name: str) -> bool:
     return name == OD_PACKAGE or name.startswith(OD_PACKAGE + ".")
 
@@ -63,6 +81,7 @@ class ODImportHook:
             use_python_protobuf()
             if CONTROL_FLOW_OPS in sys.modules:
                 install_aliases()
+                patch_pillow()
                 self.remove()
         return None
 

@@ -45,6 +45,7 @@ def install() -> None:
     if _installed:
         return
     _startup.install_aliases()
+    _startup.patch_pillow()
     _installed = True
 
 
@@ -74,7 +75,7 @@ def require_od_api():
         raise ODAPIUnavailable(
             "the TF Object Detection API is not importable "
             f"({exc}); install requirements/lock.txt (tf-models-research-object-detection=="
-            "2.8.0.post1 with tensorflow==2.15.1, tf-models-official==2.15.0, pillow==9.5.0)"
+            "2.8.0.post1 with tensorflow==2.15.1, tf-models-official==2.15.0, pillow==11.3.0)"
         ) from exc
     import object_detection
 
