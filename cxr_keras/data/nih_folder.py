@@ -6,7 +6,10 @@ of a chosen subset of images, with the pictures replaced by the renderer's.
 
 A renderer is a picklable object (it travels to worker processes) with
 ``__call__(image_name, boxes, rng) -> (uint8 array 1024×1024, boxes_out)``, where ``boxes`` and
-``boxes_out`` are lists of ``(finding, x, y, w, h)`` in 1024² pixels.
+``boxes_out`` are lists of ``(finding, x, y, w, h)`` in 1024² pixels. Returned boxes whose label is
+not an NIH finding (e.g. the CT renderer's ``lesion_ct``: a real lesion of its source CT) and what an
+optional ``renderer.image_info(image_name) -> dict`` says (e.g. ``{"ct_source": ...}``) are recorded
+per image in ``render_info.json`` beside the CSVs, never in ``BBox_List_2017.csv``.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import concurrent.futures as cf
 import functools
 import gzip
 import hashlib
+import json
 import multiprocessing
 import os
 import random
@@ -27,7 +31,7 @@ import numpy as np
 
 from cxr_keras.config import FINDINGS, HEALTHY
 from cxr_keras.data.images import NIH_IMAGE_SIZE, Box, encode_png
-from cxr_keras.io_utils import atomic_write_bytes, atomic_write_text
+from cxr_keras.io_utils import atomic_write_bytes, atomic_write_text, read_json
 
 if TYPE_CHECKING:  # pandas (through nih) is imported lazily: worker processes never need it
     import pandas as pd
@@ -37,6 +41,8 @@ Renderer = Callable[[str, List[Box], np.random.Generator], Tuple[np.ndarray, Lis
 BBOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,"
 BBOX_FILE = "BBox_List_2017.csv"
 ENTRY_FILE = "Data_Entry_2017_v2020.csv"
+RENDER_INFO_FILE = "render_info.json"  # per image: the renderer's image_info and non-finding boxes
+RENDER_INFO_VERSION = 1
 PNG_COMPRESSION = 3  # zlib level of the written images (smaller files than the records' level 1)
 
 
@@ -199,6 +205,44 @@ def _shipped_metadata():
     return bbox_path, entry_path, nih.read_bbox_list(bbox_path), nih.read_data_entry(entry_path)
 
 
+def split_finding_boxes(drawn: Dict[str, List[Box]]) -> Tuple[Dict[str, List[Box]], Dict[str, List[Box]]]:
+    """Per image: (boxes of NIH findings, for BBox_List_2017.csv; the others, e.g. ``lesion_ct``)."""
+    from cxr_keras.data import nih
+
+    findings: Dict[str, List[Box]] = {}
+    other: Dict[str, List[Box]] = {}
+    for image, boxes in drawn.items():
+        findings[image] = [b for b in boxes if nih.canonical_finding(b[0]) in nih.BOX_FINDINGS]
+        other[image] = [b for b in boxes if nih.canonical_finding(b[0]) not in nih.BOX_FINDINGS]
+    return findings, other
+
+
+def render_info(renderer: Renderer, names: Sequence[str], other: Dict[str, List[Box]]) -> Dict[str, Dict]:
+    """{image: renderer.image_info(image) + its non-finding ``extra_boxes``}; {} when there is nothing."""
+    describe = getattr(renderer, "image_info", None)
+    info: Dict[str, Dict] = {}
+    for name in names:
+        entry = dict(describe(name)) if describe is not None else {}
+        if other.get(name):
+            entry["extra_boxes"] = [{"label": b[0], "box": [float(v) for v in b[1:]]} for b in other[name]]
+        if entry:
+            info[name] = entry
+    return info
+
+
+def read_render_info(nih_root: os.PathLike) -> Dict[str, Dict]:
+    """{image: info} of a rendered NIH folder's ``render_info.json``; {} when there is none (real data)."""
+    from cxr_keras.data import nih
+
+    path = Path(nih_root) / RENDER_INFO_FILE
+    if not path.is_file():
+        return {}
+    data = read_json(path, nih.MetadataError, what="render info")
+    if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
+        raise nih.MetadataError(f"{path}: expected an object with an 'images' mapping")
+    return data["images"]
+
+
 # -- the writer ----------------------------------------------------------------------------------
 def _progress(total: int, enabled: bool, desc: str):
     try:
@@ -268,7 +312,8 @@ def write_nih_folder(
 ) -> Dict:
     """Render a chosen subset of the real NIH images into ``out_dir`` in the NIH layout.
 
-    Writes ``images/<name>.png`` (each atomically), then ``BBox_List_2017.csv`` with the boxes the
+    Writes ``images/<name>.png`` (each atomically), then ``render_info.json`` if the renderer
+    records anything per image (module doc), ``BBox_List_2017.csv`` with the NIH-finding boxes the
     renderer drew and ``Data_Entry_2017_v2020.csv`` with the real rows of exactly those images —
     CSVs last, so a killed run never lists an image that is not on disk. Output bytes depend only
     on (renderer, limit, healthy, seed), never on ``workers``. Returns a summary of counts.
@@ -287,8 +332,14 @@ def write_nih_folder(
         real_boxes[row.image].append((row.finding, float(row.x), float(row.y), float(row.w), float(row.h)))
 
     jobs = [(n, real_boxes[n], seed, str(images_dir / n)) for n in names]
-    drawn = _render_all(renderer, jobs, workers, progress)
+    drawn, other = split_finding_boxes(_render_all(renderer, jobs, workers, progress))
 
+    info = render_info(renderer, names, other)
+    if info:
+        atomic_write_text(out_dir / RENDER_INFO_FILE, json.dumps(
+            {"version": RENDER_INFO_VERSION, "renderer": type(renderer).__name__, "images": info}, indent=1))
+    elif (out_dir / RENDER_INFO_FILE).exists():
+        (out_dir / RENDER_INFO_FILE).unlink()  # a previous run's: it would describe other pictures
     atomic_write_text(out_dir / BBOX_FILE, bbox_text(names, drawn))
     entry = entry_lines(entry_path, names)
     atomic_write_text(out_dir / ENTRY_FILE, "\n".join(entry) + "\n")
@@ -305,4 +356,17 @@ def write_nih_folder(
         "per_finding": dict(sorted(per_finding.items())),
         "missing_data_entry": sorted(set(names) - listed),
         "seed": seed,
+        **_info_counts(info),
     }
+
+
+def _info_counts(info: Dict[str, Dict]) -> Dict:
+    """Summary of ``render_info``: images per CT source and non-finding boxes per label (if any)."""
+    out = {}
+    sources = Counter(e["ct_source"] for e in info.values() if "ct_source" in e)
+    if sources:
+        out["ct_source"] = dict(sorted(sources.items()))
+    extra = Counter(b["label"] for e in info.values() for b in e.get("extra_boxes", []))
+    if extra:
+        out["extra_boxes"] = dict(sorted(extra.items()))
+    return out

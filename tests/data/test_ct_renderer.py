@@ -113,7 +113,7 @@ def test_renderer_pickles(volume):
     r = ctr.CTRenderer(seed=4, volume=volume, size=128)
     before = r("p.png", [("Effusion", *TARGETS["Effusion"])], np.random.default_rng(2))
     clone = pickle.loads(pickle.dumps(r))
-    assert r._scene is not None and clone._scene is None  # caches are rebuilt, not shipped
+    assert r._scenes and not clone._scenes  # caches are rebuilt, not shipped
     after = clone("p.png", [("Effusion", *TARGETS["Effusion"])], np.random.default_rng(2))
     assert before[0].tobytes() == after[0].tobytes() and before[1] == after[1]
 
@@ -141,7 +141,7 @@ def real_renderer():
         paths = assets.ct_assets()
     except assets.AssetError as exc:
         pytest.skip(f"CT assets neither cached nor downloadable: {exc}")
-    return ctr.CTRenderer(assets=paths, size=512)
+    return ctr.CTRenderer(source=ctr.DEFAULT_SOURCE, assets=paths, size=512)
 
 
 @pytest.mark.slow

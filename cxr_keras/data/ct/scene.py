@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
+from cxr_keras.data.ct import lesion_ct
 from cxr_keras.data.ct.physics import hu_to_mu, project_ap
 from cxr_keras.data.ct.volumes import HEART, LOBES, CTVolume, CTVolumeError
 from cxr_keras.data.images import NIH_IMAGE_SIZE
@@ -43,7 +44,11 @@ class SrcRect:
 
 
 class Scene:
-    """The volume plus its healthy projection, lung/heart maps, framing and exposure levels."""
+    """The volume plus its healthy projection, lung/heart maps, framing and exposure levels.
+
+    A CT with its own lesion (``lesion_ct``) has two projections: ``L`` shows the lesion (images
+    with findings), ``L_pad_healthy`` has it filled with lung (images without findings).
+    """
 
     def __init__(self, vol: CTVolume):
         self.vol = vol
@@ -74,6 +79,11 @@ class Scene:
             self.bright = self.dark + 1.0
         self.pad = int(math.ceil(PAD_MM / self.spacing[0]))
         self.L_pad = self.pad_rows(self.L, smooth=True)
+        lesion = lesion_ct.lesion_mask(vol.names, vol.labels)
+        self.lesion_idx = None if lesion is None else np.flatnonzero(lesion)
+        self.lesion_thick = None if lesion is None else lesion.sum(axis=2).astype(np.float32) * self.spacing[2]
+        self.L_pad_healthy = self.L_pad if lesion is None else self.pad_rows(
+            project_ap(hu_to_mu(lesion_ct.remove_lesion(vol.hu, lesion, self.spacing)), self.spacing), smooth=True)
         self._snap = {}
 
     # framing -----------------------------------------------------------------------------------

