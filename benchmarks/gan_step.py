@@ -3,8 +3,12 @@
 
 Same architecture (U-Net-256 generator, 70×70 PatchGAN, 1 channel, Adam 2e-4/0.5, λ = 100), random
 tensors, same process; implementations are timed in alternating rounds and the medians compared.
-    python benchmarks/gan_step.py                       # 256×256, batch 1 and 4
+    python benchmarks/gan_step.py                       # 256×256, batch 1 and 4, float32 and bfloat16
     python benchmarks/gan_step.py --batches 1 --variants ours ours_xla tutorial
+    python benchmarks/gan_step.py --strategies one mirrored multi_worker --batches 4
+The last one times the training loop's distributed step (cxr_keras.gan.distribute) in child processes: one
+device, the CPU split into two logical devices (MirroredStrategy), and two local worker processes on
+127.0.0.1 (MultiWorkerMirroredStrategy), each step one global batch: the overhead of the distributed path.
 The process runs with the package's settings (importing cxr_keras turns TensorFlow's oneDNN CPU kernels
 on); a variant name ending in ``@tf_defaults`` (e.g. ``tutorial@tf_defaults``, the tutorial as a user
 runs it) is timed in a child process with TensorFlow's default settings instead, in the same rounds.
@@ -14,7 +18,9 @@ a zero-argument callable that runs one synchronous training step (see ``ours`` b
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
 import argparse
+import json
 import os
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -56,9 +62,11 @@ def random_pairs(size: int, batch: int) -> tf.data.Dataset:
 
 
 # -- ours: cxr_keras Pix2Pix through the training loop's compiled step ---------------------------------
-def _ours(jit: bool, norm: str = "instance", one_call: bool = False, stock_adam: bool = False):
+def _ours(jit: bool, norm: str = "instance", one_call: bool = False, stock_adam: bool = False,
+          policy: str = "float32"):
     def make(size: int, batch: int):
         from cxr_keras.config import Pix2PixConfig
+        from cxr_keras.gan.runs import dtype_policy
         from cxr_keras.models.pix2pix import Pix2Pix, build_model
 
         cfg = Pix2PixConfig(image_size=size, batch_size=batch, jit_compile=jit, norm=norm, disc_one_call=one_call)
@@ -67,7 +75,8 @@ def _ours(jit: bool, norm: str = "instance", one_call: bool = False, stock_adam:
             model.compile(*[tf.keras.optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1) for _ in range(2)])
             model.build_all()
         else:
-            model = build_model(cfg)
+            with dtype_policy(policy):  # the Keras policy the networks compute in
+                model = build_model(cfg)
         it = iter(random_pairs(size, batch))
         fn = model.make_train_function()
         return lambda: float(fn(it)["g_loss"])  # the loop reads the losses every step too
@@ -79,6 +88,7 @@ register("ours_xla", _ours(True))
 register("ours_batchnorm", _ours(False, "batch"))
 register("ours_one_d_call", _ours(False, one_call=True))
 register("ours_stock_adam", _ours(False, stock_adam=True))
+register("ours_bf16", _ours(False, policy="mixed_bfloat16"))  # the default on CPUs with native bf16
 
 
 # -- the tutorial way (tensorflow.org/tutorials/generative/pix2pix), 1 channel ------------------------
@@ -180,14 +190,16 @@ register("tutorial", tutorial)
 
 
 # -- StarGAN baseline (cxr_keras.models.stargan) through the training loop's compiled step -------------
-def stargan(size: int, batch: int):
+def stargan(size: int, batch: int, policy: str = "float32"):
     """One call = one full cycle of n_critic train steps (n_critic critic updates + 1 generator update),
     so the images/s average the cheap critic-only steps and the expensive generator step fairly."""
     from cxr_keras.config import StarGANConfig
+    from cxr_keras.gan.runs import dtype_policy
     from cxr_keras.models.stargan import N_DOMAINS, build_model
 
     cfg = StarGANConfig(image_size=size, batch_size=batch)
-    model = build_model(cfg)
+    with dtype_policy(policy):
+        model = build_model(cfg)
     image = tf.random.uniform([batch, size, size, 1], -1.0, 1.0, seed=1)
     label = tf.random.uniform([batch], 0, N_DOMAINS, dtype=tf.int64, seed=2)
     it = iter(tf.data.Dataset.from_tensors({"image": image, "label": label}).repeat().prefetch(2))
@@ -202,6 +214,7 @@ def stargan(size: int, batch: int):
 
 
 register("stargan", stargan)
+register("stargan_bf16", lambda size, batch: stargan(size, batch, "mixed_bfloat16"))
 
 
 def worker_step(name: str, size: int, batch: int) -> Callable[[], None]:
@@ -255,30 +268,101 @@ def measure(step: Callable[[], None], n: int) -> float:
     return time.perf_counter() - t
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 4])
-    p.add_argument("--variants", nargs="+", default=["ours", "tutorial", "tutorial" + TF_DEFAULTS, "stargan"],
-                   help=f"of {sorted(VARIANTS)}, each optionally suffixed {TF_DEFAULTS} "
-                        "(the ratio columns are only meaningful for pix2pix variants)")
-    p.add_argument("--baseline", nargs="+", default=["tutorial", "tutorial" + TF_DEFAULTS],
-                   help="variants the ratio columns divide by")
-    p.add_argument("--steps", type=int, default=4, help="timed steps per round")
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--tf-defaults", action="store_true", help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    if a.worker:
-        return run_worker(a.worker, a.image_size, a.batches[0])
-    unknown = [v for v in a.variants if v.removesuffix(TF_DEFAULTS) not in VARIANTS]
-    if unknown:
-        p.error(f"unknown variant(s) {unknown}; known: {sorted(VARIANTS)}")
+# -- the distributed path: one device, two logical devices, two local workers ---------------------------
+STRATEGIES = ("one", "mirrored", "multi_worker")
+
+
+def random_domains(size: int, batch: int) -> tf.data.Dataset:
+    from cxr_keras.models.stargan import N_DOMAINS
+
+    image = tf.random.uniform([batch, size, size, 1], -1.0, 1.0, seed=1)
+    label = tf.random.uniform([batch], 0, N_DOMAINS, dtype=tf.int64, seed=2)
+    return tf.data.Dataset.from_tensors({"image": image, "label": label}).repeat().prefetch(2)
+
+
+def scaling_step(kind: str, model: str, size: int, batch: int, policy: str) -> Callable[[], None]:
+    """The training loop's step (one global batch) under strategy ``kind``, in a process of its own."""
+    from cxr_keras.gan import distribute
+
+    strategy = tf.distribute.get_strategy() if kind == "one" else distribute.make_strategy(
+        kind, 2 if kind == "mirrored" else None)  # before any other TensorFlow work
+    from cxr_keras.config import Pix2PixConfig, StarGANConfig
+    from cxr_keras.gan.runs import dtype_policy
+    from cxr_keras.models import pix2pix, stargan as stargan_model
+
+    with dtype_policy(policy):
+        if model == "stargan":
+            net = stargan_model.build_model(StarGANConfig(image_size=size, batch_size=batch), strategy)
+        else:
+            net = pix2pix.build_model(Pix2PixConfig(image_size=size, batch_size=batch), strategy)
+    data = random_domains(size, batch) if model == "stargan" else random_pairs(size, batch)
+    it = iter(distribute.distribute_batches(strategy, data))
+    fn = net.make_train_function()
+    return lambda: float(fn(it)["d_loss"])
+
+
+def run_scaling_worker(a) -> None:
+    from cxr_keras.gan.precision import POLICIES
+
+    step = scaling_step(a.scaling_worker, a.scaling_model, a.image_size, a.batches[0], POLICIES[a.precision])
+    for _ in range(a.warmup):
+        step()
+    rates = [a.steps * a.batches[0] / measure(step, a.steps) for _ in range(a.rounds)]
+    print("rates", *rates, flush=True)
+
+
+def scaling_rates(kind: str, a, batch: int) -> list:
+    """images/s per round of strategy ``kind``: its worker process(es), the chief's timing; all killed
+    on the way out."""
+    cmd = [sys.executable, __file__, "--scaling-worker", kind, "--scaling-model", a.scaling_model,
+           "--image-size", str(a.image_size), "--batches", str(batch), "--steps", str(a.steps),
+           "--rounds", str(a.rounds), "--warmup", str(a.warmup), "--precision", a.precision]
+    envs = [dict(os.environ)]
+    if kind == "multi_worker":
+        socks = [socket.socket() for _ in range(2)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]}
+        for s in socks:
+            s.close()
+        envs = [{**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+                for i in range(2)]
+    logs = [tempfile.TemporaryFile(mode="w+") for _ in envs]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+             for log, env in zip(logs, envs)]
+    try:
+        outs = [p.communicate(timeout=a.timeout)[0] for p in procs]
+        line = next((ln.split()[1:] for ln in outs[0].splitlines() if ln.startswith("rates")), None)
+        if procs[0].returncode or line is None:
+            logs[0].seek(0)
+            raise RuntimeError(f"{kind} benchmark worker failed:\n{logs[0].read()[-3000:]}")
+        return [float(x) for x in line]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        for log in logs:
+            log.close()
+
+
+def run_scaling(a) -> None:
+    print(f"{a.scaling_model} train step, {a.precision}; one = one device, mirrored = the CPU split into two "
+          f"logical devices (or every GPU), multi_worker = two local worker processes on 127.0.0.1")
+    print(f"{'size':>5} {'batch':>5} {'strategy':>12} {'replicas':>8} {'images/s':>9} {'vs one':>7}  rounds (images/s)")
+    for batch in a.batches:
+        base = None
+        for kind in a.strategies:
+            rates = scaling_rates(kind, a, batch)
+            med = statistics.median(rates)
+            base = base or (med if kind == "one" else None)
+            ratio = f"{med / base:.2f}x" if base else "-"
+            print(f"{a.image_size:>5} {batch:>5} {kind:>12} {1 if kind == 'one' else 2:>8} {med:>9.3f} {ratio:>7}  "
+                  + " ".join(f"{r:.2f}" for r in rates), flush=True)
+
+
+def run_variants(a) -> None:
     baselines = [b for b in a.baseline if b in a.variants]
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, oneDNN kernels "
-          f"{'on' if onednn_enabled() else 'off'} in this process ({ONEDNN_ENV}={os.environ.get(ONEDNN_ENV)}), "
-          f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     width = max(len(v) for v in a.variants)
     print(f"{'size':>5} {'batch':>5} {'variant':>{width}} {'oneDNN':>6} {'images/s':>9} "
           + " ".join(f"{'vs ' + b:>{max(len(b) + 3, 8)}}" for b in baselines) + "  rounds (images/s)")
@@ -302,6 +386,47 @@ def main(argv=None):
         for step in steps.values():
             getattr(step, "close", lambda: None)()
         del steps
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--variants", nargs="+", default=["ours", "ours_bf16", "tutorial", "tutorial" + TF_DEFAULTS,
+                                                     "stargan"],
+                   help=f"of {sorted(VARIANTS)}, each optionally suffixed {TF_DEFAULTS} "
+                        "(the ratio columns are only meaningful for pix2pix variants)")
+    p.add_argument("--baseline", nargs="+", default=["tutorial", "tutorial" + TF_DEFAULTS],
+                   help="variants the ratio columns divide by")
+    p.add_argument("--strategies", nargs="+", choices=STRATEGIES,
+                   help="instead of the variants: the distributed training step under these strategies")
+    p.add_argument("--scaling-model", choices=("pix2pix", "stargan"), default="pix2pix", help="with --strategies")
+    p.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="with --strategies: the networks' compute type (mixed precision, float32 variables)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per --strategies measurement")
+    p.add_argument("--steps", type=int, default=4, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--scaling-worker", choices=STRATEGIES, help=argparse.SUPPRESS)
+    p.add_argument("--tf-defaults", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.worker:
+        return run_worker(a.worker, a.image_size, a.batches[0])
+    if a.scaling_worker:
+        return run_scaling_worker(a)
+    unknown = [v for v in a.variants if v.removesuffix(TF_DEFAULTS) not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}; known: {sorted(VARIANTS)}")
+    from cxr_keras.gan.precision import bf16_support
+
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, oneDNN kernels "
+          f"{'on' if onednn_enabled() else 'off'} in this process ({ONEDNN_ENV}={os.environ.get(ONEDNN_ENV)}), "
+          f"bfloat16 {bf16_support()}, load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if a.strategies:
+        run_scaling(a)
+    else:
+        run_variants(a)
     print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

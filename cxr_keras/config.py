@@ -21,6 +21,11 @@ FINDINGS: Tuple[str, ...] = (
 )
 HEALTHY = "No Finding"
 
+# Where and in which numerics a stage trains (cxr_keras/gan/distribute.py, precision.py; docs/scaling.md):
+# the --strategy and --precision choices of every command that takes them.
+STRATEGIES: Tuple[str, ...] = ("auto", "mirrored", "multi_worker")
+PRECISIONS: Tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -74,6 +79,8 @@ class GANConfig(LoopConfig):
     learning_rate: float = 2e-4
     beta_1: float = 0.5
     augment: bool = True
+    decay_start_frac: float = 0.5  # constant learning rate, then linear to 0 over the rest (gan/schedule.py)
+    lr_knots: Tuple[Tuple[float, float], ...] = ()  # (step, lr) knots a resume that changed steps re-planned
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,15 @@ class Pix2PixConfig(GANConfig):
     dropout: float = 0.5
     lambda_l1: float = 100.0
     use_healthy: bool = False  # True for Pix2Pix-N
+    # Decoder upsampling: "transpose" (pix2pix's stride-2 transposed convolutions; runs written before the
+    # option) or "resize" (bilinear ×2 + 3×3 conv: no stride-periodic texture, see docs/gan_quality.md).
+    upsample: str = "transpose"
+    # L1 term: "painted" = |y − x̃|₁ (Algorithm 1: the box adds 0) or "whole" = |y − G(x)|₁, the raw
+    # output over the whole image, box included, so what G paints continues the box without a seam.
+    l1_region: str = "painted"
+    # Length in epochs over the annotated training pairs (steps computed when the run starts, see
+    # gan/schedule.py: Pix2Pix-N's epoch also covers its healthy images); None: train ``steps`` steps.
+    epochs: Optional[float] = None
     num_downs: int = 0  # U-Net depth; 0 = log2(image_size) (8 for 256, the U-Net-256)
     norm: str = "instance"  # "instance" (= the authors' batch-1 BatchNorm in train mode) or "batch"
     disc_layers: int = 3  # PatchGAN depth: 3 gives the 70×70 receptive field
@@ -106,7 +122,6 @@ class StarGANConfig(GANConfig):
     lambda_rec: float = 10.0
     n_critic: int = 5
     beta_2: float = 0.999
-    decay_start_frac: float = 0.5  # linear learning-rate decay over the second half
 
 
 @dataclass(frozen=True)
@@ -139,6 +154,14 @@ class DetectionConfig:
     second_stage_batch_size: int = 64  # proposals sampled per image for the box classifier
     localisation_mode: str = "top1"  # "top1": best detection of the finding; "any": all >= threshold
     score_threshold: float = 0.5  # only used by localisation_mode="any"
+    # Table 2 (docs/detection.md): training seeds per protocol, the share of real training images
+    # held out to choose checkpoints (0: none), how a checkpoint is chosen per column ("val" needs a
+    # held-out share; "fixed": the checkpoint at s), the IoU thresholds reported, bootstrap draws.
+    seeds: int = 1
+    val_fraction: float = 0.0
+    select: str = "fixed"
+    ious: Tuple[float, ...] = (0.1, 0.3, 0.5)
+    draws: int = 2000
 
 
 @dataclass(frozen=True)
@@ -149,11 +172,15 @@ class StudyConfig:
     image_size: int = 224
     border_crop_frac: float = 0.06
     seed: int = 0
-    judge_epochs: int = 10
-    judge_image_size: int = 64  # the automatic judge sees downscaled study images
+    judge_epochs: int = 60  # at most; training stops once its loss has stopped falling (judge_patience)
+    judge_patience: int = 5  # epochs without improvement of the training loss = converged
+    judge_image_size: int = 0  # 0: the study's own image size (the judge sees what a reader sees)
     judge_folds: int = 5  # k-fold: every study image gets one out-of-fold judgement
     judge_filters: int = 8
     judge_batch_size: int = 32
+    judge_blur_sigma: float = 2.0  # control: real images blurred with this σ (pixels at 256)
+    judge_control_min_accuracy: float = 0.95  # the judge must catch degraded real images this often
+    judge_frd: bool = True  # Fréchet Radiomic Distance per source (needs the optional frd-score package)
 
 
 @dataclass(frozen=True)
@@ -174,6 +201,9 @@ class PipelineConfig:
 
 
 PRESETS: Dict[str, Callable[[], PipelineConfig]] = {}
+# Every preset's Pix2Pix: no stride-periodic texture, no seam at the box (docs/gan_quality.md). The
+# dataclass defaults stay the original pix2pix, so runs written before these options load unchanged.
+PIX2PIX_FIXES = {"upsample": "resize", "l1_region": "whole"}
 
 
 def register_preset(name: str) -> Callable[[Callable[[], PipelineConfig]], Callable[[], PipelineConfig]]:
@@ -186,8 +216,9 @@ def register_preset(name: str) -> Callable[[Callable[[], PipelineConfig]], Calla
 
 @register_preset("paper")
 def _paper() -> PipelineConfig:
-    """The paper's settings (Xing, Ge et al., MICCAI 2019)."""
-    return PipelineConfig()
+    """The paper's settings (Xing, Ge et al., MICCAI 2019): Pix2Pix(-N) 100 + 100 epochs of the pairs,
+    with the two fixes of issue #12 (resize-convolution decoder, whole-image L1; docs/gan_quality.md)."""
+    return PipelineConfig(pix2pix=Pix2PixConfig(epochs=200, **PIX2PIX_FIXES))
 
 
 @register_preset("demo")
@@ -197,10 +228,11 @@ def _demo() -> PipelineConfig:
         name="demo",
         data=DataConfig(healthy=200),
         records=RecordsConfig(image_size=256),
-        # 2.7 images/s measured on 2 idle cores at 256² with 32 filters: 400 steps × 4 ≈ 7 epochs
-        # of the training pairs in about 10 minutes per Pix2Pix variant.
-        pix2pix=Pix2PixConfig(steps=400, batch_size=4, gen_filters=32, disc_filters=32,
-                              log_every=50, image_every=200, checkpoint_every=200),
+        # 6 epochs of the ~236 training pairs for both variants (docs/gan_quality.md: painted L1 / SSIM
+        # against steps): ~354 steps of 4 for Pix2Pix, ~654 for Pix2Pix-N (its epochs also cover the 200
+        # healthy images), about 8 + 15 minutes on 2 idle cores at 256² with 32 filters.
+        pix2pix=Pix2PixConfig(epochs=6, batch_size=4, gen_filters=32, disc_filters=32,
+                              log_every=50, image_every=200, checkpoint_every=200, **PIX2PIX_FIXES),
         # A 4-layer critic at 128 px: the deep 512→1024 critic layers dominate CPU time.
         stargan=StarGANConfig(image_size=128, steps=500, batch_size=4, gen_filters=16,
                               disc_filters=32, disc_layers=4, log_every=50, image_every=250,
@@ -208,10 +240,32 @@ def _demo() -> PipelineConfig:
         synthesis=SynthesisConfig(count=200, stargan_per_finding=25),
         detection=DetectionConfig(feature_extractor="faster_rcnn_resnet50_keras", steps=60,
                                   eval_steps=(20, 40, 60), window=0, checkpoint_every=20,
-                                  first_stage_max_proposals=32, second_stage_batch_size=16),
-        study=StudyConfig(per_finding=10, judge_epochs=8),
+                                  first_stage_max_proposals=32, second_stage_batch_size=16,
+                                  val_fraction=0.15, select="val"),
+        study=StudyConfig(per_finding=10),  # the judge at 224 px, up to 60 epochs, with controls and FRD
         phantom_limit=300,
         phantom_healthy=290,  # 200 train + 86 test (healthy_test_count) + spare
+    )
+
+
+@register_preset("study")
+def _study() -> PipelineConfig:
+    """Table 2 on 2 CPU cores in at most 150 minutes (docs/detection.md, "The study preset"): the
+    demo's GANs on all 741 embedded images (573 / 247 annotations, as the paper), the paper's 688
+    synthetic images per Pix2Pix variant, the longest detectors the budget allows, 2 seeds each."""
+    demo = _demo()
+    return dataclasses.replace(
+        demo, name="study",
+        synthesis=dataclasses.replace(demo.synthesis, count=688),  # 688 / 573 real, as the paper
+        # Learning curves measured on the embedded data (docs/detection.md): ResNet-50 at 128 px,
+        # batch 4, lr 0.002 reaches the prior box's level by step 300 (lr 0.008 collapses); 2 seeds
+        # x 3 protocols x 450 steps, 3 scored checkpoints per window, fit the budget.
+        detection=DetectionConfig(feature_extractor="faster_rcnn_resnet50_keras", image_size=128,
+                                  batch_size=4, learning_rate=0.002, steps=450,
+                                  eval_steps=(100, 250, 400), window=50, checkpoint_every=50,
+                                  first_stage_max_proposals=32, second_stage_batch_size=16,
+                                  seeds=2, val_fraction=0.15, select="val"),
+        phantom_limit=None,  # every embedded image with a box of the six findings
     )
 
 
@@ -223,7 +277,7 @@ def _quick() -> PipelineConfig:
         data=DataConfig(healthy=12),
         records=RecordsConfig(image_size=256),
         pix2pix=Pix2PixConfig(image_size=256, steps=4, batch_size=2, gen_filters=8,
-                              disc_filters=8, log_every=2, image_every=2, checkpoint_every=2),
+                              disc_filters=8, log_every=2, image_every=2, checkpoint_every=2, **PIX2PIX_FIXES),
         stargan=StarGANConfig(image_size=64, steps=4, batch_size=2, gen_filters=8,
                               disc_filters=8, res_blocks=2, n_critic=2, log_every=2,
                               image_every=2, checkpoint_every=2),
@@ -231,8 +285,9 @@ def _quick() -> PipelineConfig:
         detection=DetectionConfig(feature_extractor="faster_rcnn_resnet50_keras", steps=2,
                                   eval_steps=(2,), window=0, checkpoint_every=2,
                                   first_stage_max_proposals=16, second_stage_batch_size=8,
+                                  val_fraction=0.2, select="val", draws=1000,
                                   protocols=("ori",)),  # tests/detection trains two protocols
-        study=StudyConfig(per_finding=2, judge_epochs=2),
+        study=StudyConfig(per_finding=2, judge_epochs=3, judge_frd=False),  # judge and controls, briefly
         phantom_limit=24,
         phantom_healthy=18,  # 12 train + 5 test + spare
     )

@@ -181,6 +181,11 @@ class PipelinePaths:
         return self.root / "pipeline.json"
 
     @property
+    def lock(self) -> Path:
+        """Held (procs.RunLock) while a pipeline works in the folder: its PID, start time, command."""
+        return self.root / "pipeline.lock"
+
+    @property
     def report_md(self) -> Path:
         return self.root / "report.md"
 
@@ -225,6 +230,17 @@ class DetectorRunPaths:
     def detection_step(path: os.PathLike) -> int:
         """The step in a ``detection(step)`` file name (ValueError when it is not one)."""
         return int(Path(path).stem.split("_", 1)[1])
+
+    @property
+    def val_detections(self) -> Path:
+        """Detections on the validation split (held-out training images) used to choose checkpoints."""
+        return self.root / "detections_val"
+
+    def val_detection(self, step: int) -> Path:
+        return self.val_detections / self.detection(step).name
+
+    def val_detection_files(self) -> List[Path]:
+        return sorted(self.val_detections.glob("step_*.npz"))
 
     @property
     def log(self) -> Path:

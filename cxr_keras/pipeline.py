@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
+from cxr_keras import procs
 from cxr_keras.config import PipelineConfig, preset
 from cxr_keras.io_utils import atomic_write_text
 from cxr_keras.paths import PipelinePaths, RunPaths, package_env
@@ -69,8 +70,9 @@ def _resume_if_started(flag: str = "--resume"):
 
 
 def plan(cfg: PipelineConfig, out: Path, nih_root: Optional[Path] = None, kind: str = "ct",
-         seed: int = 0) -> List[Stage]:
-    """The ordered stages of the protocol for one preset."""
+         seed: int = 0, seeds: Optional[int] = None) -> List[Stage]:
+    """The ordered stages of the protocol for one preset (``seeds``: detector training seeds per
+    protocol, default the preset's)."""
     p, run = cfg.name, PipelinePaths(out)
     data = Path(nih_root) if nih_root else run.data
     rec = run.records.root
@@ -101,36 +103,27 @@ def plan(cfg: PipelineConfig, out: Path, nih_root: Optional[Path] = None, kind: 
         "--per-finding", cfg.synthesis.stargan_per_finding, "--out", stargan_syn, "--seed", seed],
         stargan_syn))
     stages.append(Stage("od_configs", [
-        "make_od_configs", "--records", rec, "--out", run.od_configs, "--preset", p,
+        "make_od_configs", "--records", rec, "--out", run.od_configs, "--preset", p, "--seed", seed,
         "--synthetic", f"pix2pix={run.syn('pix2pix').root}", f"pix2pix_n={run.syn('pix2pix_n').root}"],
         run.od_configs))
-    stages += _detection_stages(cfg, run)
+    stages += _detection_stages(cfg, run, seeds)
     study = run.study
     stages.append(Stage("reader_study", [
         "reader_study", "build", "--real", rec, "--generated",
         *(f"{g}={run.syn(g).root}" for g in ("pix2pix", "pix2pix_n", "stargan")),
         "--per-finding", cfg.study.per_finding, "--seed", seed, "--out", study], study))
     stages.append(Stage("auto_judge", [
-        "reader_study", "auto-judge", study, "--epochs", cfg.study.judge_epochs], study / "auto_judge"))
+        "reader_study", "--preset", p, "auto-judge", study, "--epochs", cfg.study.judge_epochs],
+        study / "auto_judge"))  # --preset: the judge's size, controls and FRD switch follow the preset
     return stages
 
 
-def _detection_stages(cfg: PipelineConfig, run: PipelinePaths) -> List[Stage]:
-    """One train_detector stage per protocol, then Table 2 over their runs."""
-    stages, protocol_runs = [], []
-    for protocol in cfg.detection.protocols:
-        det = run.detection(protocol).root
-        protocol_runs.append(det)
-        stages.append(Stage(f"detector_{protocol}", [
-            "train_detector", "--protocol", protocol, "--config", run.od_config(protocol),
-            "--out", det, "--preset", cfg.name], det))
-    d = cfg.detection
-    stages.append(Stage("table2", [
-        "evaluate_localisation", "--runs", *protocol_runs, "--iou", d.iou,
-        "--steps", ",".join(str(s) for s in d.eval_steps), "--window", d.window,
-        "--mode", d.localisation_mode, "--score-threshold", d.score_threshold,
-        "--out", run.table2], run.table2))
-    return stages
+def _detection_stages(cfg: PipelineConfig, run: PipelinePaths, seeds: Optional[int] = None) -> List[Stage]:
+    """train_detector per training seed and protocol, the prior-box baseline, then Table 2 over
+    their runs (``detection/stages.py``)."""
+    from cxr_keras.detection.stages import detection_stages
+
+    return [Stage(name, argv, output) for name, argv, output in detection_stages(cfg, run, seeds)]
 
 
 def run_stage(out: Path, stage: Stage, index: int, total: int, env: dict) -> float:
@@ -145,15 +138,17 @@ def run_stage(out: Path, stage: Stage, index: int, total: int, env: dict) -> flo
     t0 = time.time()
     with open(log, "ab") as fh:
         fh.write(f"\n$ {shown}\n".encode())
-        proc = subprocess.Popen(stage.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env={**env, **stage.env})
-        for line in proc.stdout:
-            fh.write(line)
-            fh.flush()
-            text = line.decode(errors="replace").rstrip()
-            if text and not any(n in text for n in NOISE):
-                print(f"    {text[-160:]}", flush=True)
-        code = proc.wait()
+        # its own process group, killed with this process; Ctrl-C / SIGTERM passed on (procs)
+        proc = procs.start(stage.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           env={**env, **stage.env})
+        with procs.forward_signals(proc, f"stage {stage.name!r}"):
+            for line in proc.stdout:
+                fh.write(line)
+                fh.flush()
+                text = line.decode(errors="replace").rstrip()
+                if text and not any(n in text for n in NOISE):
+                    print(f"    {text[-160:]}", flush=True)
+            code = proc.wait()
     seconds = time.time() - t0
     if code != 0:
         raise StageFailed(f"stage {stage.name!r} failed with exit code {code}; see {log}")
@@ -165,33 +160,42 @@ def run_stage(out: Path, stage: Stage, index: int, total: int, env: dict) -> flo
 
 
 def run_pipeline(out: os.PathLike, preset_name: str = "demo", nih_root: Optional[os.PathLike] = None,
-                 kind: str = "ct", seed: int = 0, only: Sequence[str] = (), report: bool = True) -> Path:
-    """Run every unfinished stage of the protocol into ``out``, then write the report."""
+                 kind: str = "ct", seed: int = 0, only: Sequence[str] = (), report: bool = True,
+                 seeds: Optional[int] = None, publish: Optional[os.PathLike] = None) -> Path:
+    """Run every unfinished stage of the protocol into ``out``, then write the report (and, with
+    ``publish``, copy what a results folder such as docs/results/study/ holds: detection/publish.py).
+    ``seeds``: detector training seeds per protocol (default: the preset's)."""
     out = Path(out).resolve()
     run = PipelinePaths(out)
     cfg = preset(preset_name)
     out.mkdir(parents=True, exist_ok=True)
-    stages = plan(cfg, out, Path(nih_root).resolve() if nih_root else None, kind, seed)
+    stages = plan(cfg, out, Path(nih_root).resolve() if nih_root else None, kind, seed, seeds)
     unknown = set(only) - {s.name for s in stages}
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages: {[s.name for s in stages]}")
     env = package_env(dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python",
                            TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore"))
-    atomic_write_text(run.pipeline_json, json.dumps(
-        {"preset": preset_name, "nih_root": str(nih_root) if nih_root else None, "kind": kind,
-         "seed": seed, "stages": [s.name for s in stages]}, indent=1))
     t0 = time.time()
-    for i, stage in enumerate(stages, 1):
-        if only and stage.name not in only:
-            continue
-        if run.marker(stage.name).is_file():
-            print(f"[{i}/{len(stages)}] {stage.name}: already complete, skipped", flush=True)
-            continue
-        run_stage(out, stage, i, len(stages), env)
-    if report:
-        from cxr_keras.report import write_report
+    with procs.RunLock(run.lock):  # a second pipeline on this folder refuses (procs.LockedError)
+        atomic_write_text(run.pipeline_json, json.dumps(
+            {"preset": preset_name, "nih_root": str(nih_root) if nih_root else None, "kind": kind,
+             "seed": seed, "seeds": seeds if seeds is not None else cfg.detection.seeds,
+             "stages": [s.name for s in stages]}, indent=1))
+        for i, stage in enumerate(stages, 1):
+            if only and stage.name not in only:
+                continue
+            if run.marker(stage.name).is_file():
+                print(f"[{i}/{len(stages)}] {stage.name}: already complete, skipped", flush=True)
+                continue
+            run_stage(out, stage, i, len(stages), env)
+        if report:
+            from cxr_keras.report import write_report
 
-        write_report(out)
-        print(f"report: {run.report_html}", flush=True)
+            write_report(out)
+            print(f"report: {run.report_html}", flush=True)
+        if publish is not None:
+            from cxr_keras.detection.publish import publish_run
+
+            print(f"published: {publish_run(out, publish, wall_seconds=time.time() - t0)}", flush=True)
     print(f"pipeline finished in {time.time() - t0:.0f} s", flush=True)
     return out

@@ -10,6 +10,7 @@ import base64
 import csv
 import json
 import platform
+import re
 import time
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +25,16 @@ from cxr_keras.io_utils import atomic_path, atomic_write_bytes, atomic_write_tex
 from cxr_keras.paths import GENERATORS, PipelinePaths
 
 TILE = 160
+STYLE = ("body{font:15px/1.5 system-ui,sans-serif;color:#222;max-width:1100px;margin:2em auto;padding:0 1em}"
+         "h1{font-size:1.7em}h2{font-size:1.35em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}"
+         "h3{font-size:1.1em;margin-top:1.4em}h4{font-size:1em}"
+         "div.table{overflow-x:auto;margin:.8em 0}table{border-collapse:collapse;font-size:.92em}"
+         "td,th{border:1px solid #ccc;padding:3px 9px;text-align:left;vertical-align:top}"
+         "th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}"
+         "img{max-width:100%;height:auto}code{background:#f4f4f4;padding:0 .2em}"
+         "pre{background:#f4f4f4;padding:.6em .8em;white-space:pre-wrap;overflow-wrap:anywhere}"
+         "pre code{padding:0}")
+HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
 
 
 def _json(path: Path) -> Optional[dict]:
@@ -55,8 +66,40 @@ def _tile(img: np.ndarray, label: str, box=None) -> np.ndarray:
     return t
 
 
+CT_KEYS = ("ct_source", "ct")  # where a dataset manifest records the CT an image was projected from
+
+
+def ct_source(item: dict, annotations: Dict[int, dict], by_image: Optional[Dict[str, str]] = None) -> str:
+    """The CT (patient) a synthetic item's real image comes from: ``ct_source``/``ct`` of the SYN item or of
+    its RECORDS manifest annotation, or the manifest's ``ct_source`` map (image name → CT, written by
+    make_tfrecords for a rendered dataset); else the NIH patient id (the image name before '_')."""
+    ann = annotations.get(int(item["ann_ids"][0]), {}) if item.get("ann_ids") else {}
+    for entry in (item, ann):
+        for k in CT_KEYS:
+            if entry.get(k) not in (None, ""):
+                return str(entry[k])
+    name = str(item.get("source_image") or ann.get("image") or item.get("file", ""))
+    if (by_image or {}).get(name):
+        return str(by_image[name])
+    return "patient " + Path(name).stem.split("_")[0]
+
+
+def pick_rows(items_per_finding: Dict[str, List[dict]], source_of) -> Dict[str, dict]:
+    """One item per finding, each from a CT source not shown yet while there are any (else the first)."""
+    used: set = set()
+    out = {}
+    for finding, items in items_per_finding.items():
+        if not items:
+            continue
+        fresh = [it for it in items if source_of(it) not in used]
+        out[finding] = (fresh or items)[0]
+        used.add(source_of(out[finding]))
+    return out
+
+
 def sample_grid(run: Path) -> Optional[np.ndarray]:
-    """Rows = findings; columns = real y, input x (box only), Pix2Pix, Pix2Pix-N, StarGAN."""
+    """Rows = findings, each from a different CT source (patient) where the data allow; columns = real
+    y, input x (box only), Pix2Pix, Pix2Pix-N, StarGAN."""
     paths = PipelinePaths(run)
     syn = {g: _json(paths.syn(g).manifest) for g in GENERATORS}
     if not syn.get("pix2pix"):
@@ -66,13 +109,15 @@ def sample_grid(run: Path) -> Optional[np.ndarray]:
     # keyed by annotation: an image with several boxes has one pair (and one mask) per box
     real: Dict[int, dict] = {int(ex["ann_id"]): ex
                              for ex in read_pairs([paths.records.pairs("train")]).as_numpy_iterator()}
+    manifest = _json(paths.records.manifest) or {}
+    annotations = {int(a["ann_id"]): a for a in manifest.get("annotations", [])
+                   if isinstance(a, dict) and "ann_id" in a}
+    by_image = manifest.get("ct_source") if isinstance(manifest.get("ct_source"), dict) else {}
+    chosen = pick_rows({f: [it for it in syn["pix2pix"]["items"] if it.get("finding") == f
+                            and it.get("ann_ids") and int(it["ann_ids"][0]) in real] for f in FINDINGS},
+                       lambda it: ct_source(it, annotations, by_image))
     rows = []
-    for finding in FINDINGS:
-        items = [it for it in syn["pix2pix"]["items"] if it.get("finding") == finding
-                 and it.get("ann_ids") and int(it["ann_ids"][0]) in real]
-        if not items:
-            continue
-        item = items[0]
+    for finding, item in chosen.items():
         ex = real[int(item["ann_ids"][0])]
         y = ((ex["image"][:, :, 0] + 1) * 127.5).round().astype(np.uint8)
         x = (y * ex["mask"][:, :, 0]).astype(np.uint8)
@@ -130,9 +175,37 @@ def training_curves(run: Path) -> Optional[Path]:
     return out
 
 
+def _cell(value) -> str:
+    """A Markdown table cell: a '|' in the text (e.g. '|Δ|') would end the cell, so it is escaped."""
+    return str(value).replace("\\|", "|").replace("|", "\\|").replace("\n", " ")
+
+
 def _table(headers: List[str], rows: List[List]) -> str:
-    line = "| " + " | ".join(headers) + " |\n|" + "---|" * len(headers) + "\n"
-    return line + "".join("| " + " | ".join(str(c) for c in r) + " |\n" for r in rows)
+    line = "| " + " | ".join(map(_cell, headers)) + " |\n|" + "---|" * len(headers) + "\n"
+    return line + "".join("| " + " | ".join(map(_cell, r)) + " |\n" for r in rows)
+
+
+def _embed(text: str, level: int, keep_title: bool = False) -> str:
+    """A stand-alone Markdown document placed under a report section: when it opens with its own title
+    ('# ...'), the title is dropped (the section heading says it) unless ``keep_title``; the headings are
+    moved so the top one kept sits at ``level``. Fenced code is left alone."""
+    lines = text.strip("\n").splitlines()
+    title = HEADING.match(lines[0]) if lines else None
+    shift = None
+    if title:
+        depth = len(title.group(1))
+        shift = level - depth if keep_title else level - depth - 1
+        lines = lines if keep_title else lines[1:]
+    out, fenced = [], False
+    for line in lines:
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        m = None if fenced else HEADING.match(line)
+        if m:
+            shift = level - len(m.group(1)) if shift is None else shift
+            line = "#" * min(6, max(1, len(m.group(1)) + shift)) + " " + m.group(2)
+        out.append(line)
+    return "\n".join(out).strip("\n") + "\n"
 
 
 def _first_text(*paths: Path) -> Optional[str]:
@@ -157,8 +230,8 @@ def _fidelity_section(run: Path) -> str:
         out += _table(["generator", "images written", "checked", "failed", "max |Δ| inside boxes"], rows)
     for g in ("pix2pix", "pix2pix_n"):
         text = _first_text(paths.gan(g).eval_md("test"))
-        if text:
-            out += f"\n### {g}: painted region vs the real image (test split)\n\n{text}\n"
+        if text:  # its own title ("<model> at step N: painted region vs real ...") becomes the H3
+            out += "\n" + _embed(text, 3, keep_title=True)
     return out
 
 
@@ -190,23 +263,24 @@ def write_report(run: Path) -> Path:
         atomic_write_bytes(samples, encode_png(grid))
         md.append("## Samples per finding\n\nColumns: real image, the generator's input (box only), "
                   "Pix2Pix, Pix2Pix-N (same source and box), StarGAN (a healthy image translated to the "
-                  f"finding).\n\n![samples]({samples.relative_to(run).as_posix()})\n")
+                  "finding); each row from a different CT source (patient) while the data have one left."
+                  f"\n\n![samples]({samples.relative_to(run).as_posix()})\n")
     curves = training_curves(run)
     if curves:
         md.append(f"## Training curves\n\n![curves]({curves.relative_to(run).as_posix()})\n")
     md.append(_fidelity_section(run))
     t2 = _first_text(table2_files(paths.table2)[0])
     if t2:
-        md.append("## Table 2: correct-location accuracy (IoU > T)\n\n" + t2 + "\n")
+        md.append("## Table 2: correct-location accuracy (IoU > T)\n\n" + _embed(t2, 3) + "\n")
         for png in sorted(paths.table2.glob("*.png")):
             md.append(f"![{png.stem}]({png.relative_to(run).as_posix()})\n")
     judge = _first_text(study_paths(paths.study).auto_judge_md)
     if judge:
-        md.append("## Table 1 by the automatic judge (not radiologists)\n\n" + judge + "\n")
+        md.append("## Table 1 by the automatic judge (not radiologists)\n\n" + _embed(judge, 3) + "\n")
     markers = [m for m in map(paths.marker, pipe.get("stages", [])) if m.is_file()]
     stages = [_json(p) or {} for p in sorted(markers, key=lambda p: p.stat().st_mtime)]
     if stages:
-        md.append("## Commands\n\n```\n" + "\n".join(
+        md.append("## Commands\n\n```\n" + "\n\n".join(  # a blank line apart: a wrapped command stays one block
             f"{st.get('command', '')}   # {st.get('seconds', '?')} s" for st in stages) + "\n```\n")
     md.append("## Versions\n\n" + _table(["package", "version"], [[k, v] for k, v in _versions().items()]))
     text = "\n".join(md)
@@ -216,9 +290,8 @@ def write_report(run: Path) -> Path:
 
 
 def _html(md_text: str, run: Path) -> str:
-    """Markdown → one self-contained HTML page (images inlined as data URIs)."""
-    import re
-
+    """Markdown → one self-contained HTML page (images inlined as data URIs) that reads well in a browser:
+    wide tables scroll inside their box, long commands wrap, images fit the page."""
     import markdown
 
     body = markdown.markdown(md_text, extensions=["tables", "fenced_code"])
@@ -231,8 +304,7 @@ def _html(md_text: str, run: Path) -> str:
         return match.group(0)
 
     body = re.sub(r'src="([^"]+\.png)"', inline, body)
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"
-             "img{max-width:100%}code,pre{background:#f4f4f4}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>cxr_keras report</title>" \
-           f"<style>{style}</style></head><body>{body}</body></html>"
+    body = body.replace("<table>", '<div class="table"><table>').replace("</table>", "</table></div>")
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>cxr_keras report</title><style>{STYLE}</style></head><body>{body}</body></html>")

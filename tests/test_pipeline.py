@@ -95,6 +95,12 @@ def test_quick_preset_end_to_end(tmp_path):
         assert m["items"] and fid["failed"] == 0 and fid["checked"] == len(m["items"]) == fid["passed"]
         assert fid["max_abs_diff_inside_boxes"] == 0
     assert (out / "table2" / "table2.md").is_file() and (out / "table2" / "table2.csv").is_file()
+    # Table 2: the prior-box column, bootstrap intervals, ori's difference from the prior box, the
+    # checkpoint chosen on held-out validation images (issue 13)
+    table2 = (out / "table2" / "table2.md").read_text()
+    assert "| Finding | prior box | ori @2 |" in table2 and "ori − prior box @2" in table2
+    assert "95% bootstrap interval" in table2 and "`--select val`" in table2
+    assert "| **Total** |" in table2 and "] |" in table2.split("| **Total** |")[1].splitlines()[0]
     # a second run finds every stage complete and only rewrites the report
     before = {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json")}
     run_pipeline(out, "quick")

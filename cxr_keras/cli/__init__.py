@@ -10,6 +10,11 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
+from cxr_keras.procs import exit_with_parent
+
+# A stage started by the pipeline (procs.start) ends with it also where the kernel cannot do it (not Linux).
+exit_with_parent()
+
 # command name (as in scripts/<name>.py) → one-line summary
 COMMANDS = {
     "make_phantoms": "write the embedded CT-projected (or 2D phantom) dataset in the NIH layout",

@@ -5,16 +5,18 @@ Writes RUN/eval_<split>.json and RUN/eval_<split>.md.
 import argparse
 import sys
 
+from cxr_keras.cli import checks
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--run", required=True, help="run folder written by scripts/train_gan.py")
     p.add_argument("--records", required=True, help="folder written by scripts/make_tfrecords.py")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=checks.seed, default=0)
     p.add_argument("--no-dropout", action="store_true", help="deterministic generator (dropout off)")
     p.add_argument("--checkpoint", help="a specific checkpoint (default: the run's latest)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N annotations")
+    p.add_argument("--limit", type=checks.positive_int, help="evaluate only the first N annotations")
     return p
 
 

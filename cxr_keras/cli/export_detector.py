@@ -2,6 +2,8 @@
 import argparse
 import sys
 
+from cxr_keras.cli import checks
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
@@ -9,7 +11,7 @@ def main(argv=None):
                    "(uses RUN/pipeline.config and RUN/model; default output RUN/export)")
     p.add_argument("--config", default=None, help="pipeline.config (instead of --run)")
     p.add_argument("--checkpoint-dir", default=None, help="training folder (instead of --run)")
-    p.add_argument("--out", default=None, help="output folder (holds saved_model/)")
+    p.add_argument("--out", default=None, type=checks.output_dir, help="output folder (holds saved_model/)")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
 

@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 
+from cxr_keras.cli import checks
+
 
 def make_renderer(kind: str, seed: int):
     """The renderer for ``--kind``; a clear exit if the CT renderer is not available."""
@@ -26,21 +28,16 @@ def make_renderer(kind: str, seed: int):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output folder (NIH layout); new or empty")
+    ap.add_argument("--out", required=True, type=checks.output_dir, help="output folder (NIH layout); new or empty")
     ap.add_argument("--kind", choices=("phantom", "ct"), default="phantom", help="renderer (default phantom)")
-    ap.add_argument("--limit", type=int, default=None,
+    ap.add_argument("--limit", type=checks.nonnegative_int, default=None,
                     help="number of annotated images (default: all 880 with a box of the six findings)")
-    ap.add_argument("--healthy", type=int, default=0, help="number of 'No Finding' images (default 0)")
-    ap.add_argument("--seed", type=int, default=0, help="choice of images and rendering (default 0)")
-    ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument("--healthy", type=checks.nonnegative_int, default=0,
+                    help="number of 'No Finding' images (default 0)")
+    ap.add_argument("--seed", type=checks.seed, default=0, help="choice of images and rendering (default 0)")
+    ap.add_argument("--workers", type=checks.positive_int, default=2, help="worker processes (default 2)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = ap.parse_args(argv)
-    if args.seed < 0:
-        ap.error("--seed must be >= 0")
-    if args.limit is not None and args.limit < 0:
-        ap.error("--limit must be >= 0")
-    if args.healthy < 0:
-        ap.error("--healthy must be >= 0")
+    args = ap.parse_args(argv)  # the checks types refuse negative counts and seeds up front
 
     from cxr_keras.data.nih_folder import write_nih_folder
 

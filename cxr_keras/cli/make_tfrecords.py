@@ -3,6 +3,7 @@ import argparse
 import json
 import sys
 
+from cxr_keras.cli import checks
 from cxr_keras.config import DataConfig, RecordsConfig
 
 
@@ -10,12 +11,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--nih-root", required=True,
                    help="NIH ChestX-ray14 folder: BBox_List_2017.csv, Data_Entry_2017*.csv, images/")
-    p.add_argument("--out", default="tfrecords", help="output folder (default: tfrecords/)")
-    p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--healthy", type=int, default=2000, help='"No Finding" images for Pix2Pix-N / StarGAN')
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-frac", type=float, default=0.7)
-    p.add_argument("--workers", type=int, default=2, help="image decoding processes")
+    p.add_argument("--out", default="tfrecords", type=checks.output_dir, help="output folder (default: tfrecords/)")
+    p.add_argument("--image-size", type=checks.image_size, default=256)
+    p.add_argument("--healthy", type=checks.nonnegative_int, default=2000,
+                   help='"No Finding" images for Pix2Pix-N / StarGAN')
+    p.add_argument("--seed", type=checks.seed, default=0)
+    p.add_argument("--train-frac", type=checks.open_fraction, default=0.7)
+    p.add_argument("--workers", type=checks.positive_int, default=2, help="image decoding processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
 

@@ -4,12 +4,13 @@
   reader_study.py add-reader STUDY NAME         (prints the reader's personal link)
   reader_study.py serve STUDY [--host 127.0.0.1] [--port 8000]
   reader_study.py score STUDY                   (STUDY/scores/table1.md, .csv, ...)
-  reader_study.py auto-judge STUDY [--epochs N] (STUDY/auto_judge.json, .md)
+  reader_study.py auto-judge STUDY [--epochs N] [--no-frd]   (STUDY/auto_judge.json, .md; with controls)
 """
 import argparse
 import pathlib
 import sys
 
+from cxr_keras.cli import checks
 from cxr_keras.config import PRESETS, preset, replace
 
 
@@ -17,7 +18,7 @@ def _study_config(a):
     return replace(preset(a.preset).study, per_finding=getattr(a, "per_finding", None),
                    seed=getattr(a, "seed", None), image_size=getattr(a, "image_size", None),
                    border_crop_frac=getattr(a, "border_crop", None), judge_epochs=getattr(a, "epochs", None),
-                   judge_folds=getattr(a, "folds", None))
+                   judge_folds=getattr(a, "folds", None), judge_frd=False if getattr(a, "no_frd", False) else None)
 
 
 def cmd_build(a):
@@ -75,11 +76,12 @@ def main(argv=None):
     b = sub.add_parser("build", help="draw, crop, resize, shuffle and anonymise the study images")
     b.add_argument("--real", required=True, help="RECORDS folder (pairs_*.tfrecord) or folder with manifest.json")
     b.add_argument("--generated", nargs="+", required=True, metavar="NAME=DIR", help="SYN folders, e.g. pix2pix=SYN")
-    b.add_argument("--out", required=True, help="STUDY_DIR to create")
-    b.add_argument("--per-finding", type=int, help="images per finding and source (default 25)")
-    b.add_argument("--seed", type=int)
-    b.add_argument("--image-size", type=int, help="side of the shown images (default 224)")
-    b.add_argument("--border-crop", type=float, help="fraction cut from every edge (default 0.06)")
+    b.add_argument("--out", required=True, type=checks.output_dir, help="STUDY_DIR to create")
+    b.add_argument("--per-finding", type=checks.positive_int, help="images per finding and source (default 25)")
+    b.add_argument("--seed", type=checks.seed)
+    b.add_argument("--image-size", type=checks.image_size, help="side of the shown images (default 224)")
+    b.add_argument("--border-crop", type=checks.float_range(0.0, 0.5, hi_open=True),
+                   help="fraction cut from every edge (default 0.06)")
     b.add_argument("--real-split", default="test+train", choices=["test", "train", "test+train"],
                    help="RECORDS split(s) for the real images; test+train prefers test (default)")
     b.add_argument("--force", action="store_true", help="replace an existing study (its answers are lost)")
@@ -99,7 +101,7 @@ def main(argv=None):
     s = sub.add_parser("serve", help="run the reader web app")
     s.add_argument("study")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=checks.port, default=8000)
     s.set_defaults(func=cmd_serve)
 
     sc = sub.add_parser("score", help="Table 1, sensitivity/specificity and kappa from the answers")
@@ -108,9 +110,10 @@ def main(argv=None):
 
     j = sub.add_parser("auto-judge", help="classifier two-sample test per generator (not a radiologist)")
     j.add_argument("study")
-    j.add_argument("--epochs", type=int)
-    j.add_argument("--folds", type=int)
-    j.add_argument("--seed", type=int)
+    j.add_argument("--epochs", type=checks.positive_int)
+    j.add_argument("--folds", type=checks.int_range(2, why="k-fold needs at least 2 folds"))
+    j.add_argument("--seed", type=checks.seed)
+    j.add_argument("--no-frd", action="store_true", help="skip the Fréchet Radiomic Distance (needs frd-score)")
     j.set_defaults(func=cmd_auto_judge)
 
     a = p.parse_args(argv)

@@ -6,13 +6,17 @@ scores well for findings that sit in one place (the heart), so every Table 2 sho
 """
 from __future__ import annotations
 
+import json
 import os
-from typing import Dict, Iterable, List, Sequence, Union
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence, Tuple, Union
 
 import numpy as np
 
 from cxr_keras.config import FINDINGS
 from cxr_keras.detection.inference import ImageResult
+from cxr_keras.io_utils import atomic_write_text
+from cxr_keras.paths import DetectorRunPaths
 
 PathLike = Union[str, os.PathLike]
 NAME = "prior_box"
@@ -68,3 +72,37 @@ def read_ground_truth(record: PathLike) -> List[ImageResult]:
 def baseline_results(train_record: PathLike, test_record: PathLike) -> List[ImageResult]:
     """The prior-box baseline's per-image results on ``test_record``, priors from ``train_record``."""
     return prior_results(read_ground_truth(test_record), prior_boxes(read_ground_truth(train_record)))
+
+
+def config_priors(pipeline_config: PathLike,
+                  findings: Sequence[str] = FINDINGS) -> Tuple[Dict[int, np.ndarray], Path]:
+    """Prior boxes from the real training record of a pipeline config (its first training input:
+    det_train, or det_fit when a validation share is held out), and that record."""
+    from cxr_keras.detection.configs import load_pipeline_configs, real_train_record_path
+
+    train = real_train_record_path(load_pipeline_configs(pipeline_config))
+    if not train.is_file():
+        raise FileNotFoundError(f"{train}: training record of {pipeline_config} does not exist")
+    return prior_boxes(read_ground_truth(train), findings), train
+
+
+def write_baseline_run(pipeline_config: PathLike, out_dir: PathLike,
+                       findings: Sequence[str] = FINDINGS) -> DetectorRunPaths:
+    """The baseline as a run folder that ``evaluate_localisation --runs`` reads beside the detectors:
+    ``protocol.json`` (``"baseline": true``, the priors) and ``detections/step_00000000.npz`` on
+    the config's test record (the baseline never trains, so it stands in every window)."""
+    from cxr_keras.detection.configs import eval_record_path, load_pipeline_configs
+    from cxr_keras.detection.inference import save_results
+
+    test = eval_record_path(load_pipeline_configs(pipeline_config))
+    if not test.is_file():
+        raise FileNotFoundError(f"{test}: test record of {pipeline_config} does not exist")
+    priors, train = config_priors(pipeline_config, findings)
+    paths = DetectorRunPaths(out_dir)
+    save_results(paths.detection(0), prior_results(read_ground_truth(test), priors), baseline=NAME)
+    atomic_write_text(paths.protocol, json.dumps({
+        "protocol": NAME, "baseline": True, "train_record": str(train.resolve()),
+        "test_record": str(test.resolve()), "findings": list(findings),
+        "priors": {findings[k - 1]: [round(float(v), 6) for v in box] for k, box in sorted(priors.items())},
+    }, indent=2))
+    return paths

@@ -16,6 +16,7 @@ from string import Template
 from typing import Dict, Mapping, Optional, Sequence, Union
 
 from cxr_keras.config import FINDINGS, PRESETS, DetectionConfig
+from cxr_keras.detection.validation import VAL_NAME, ValidationSplit, carve_validation
 from cxr_keras.io_utils import atomic_write_text
 from cxr_keras.paths import RecordsPaths, SynPaths
 
@@ -38,6 +39,14 @@ REPO_PROTOCOLS = ("ori", "ori_pix2pix", "ori_pix2pix_n")
 
 # Second-stage crop geometry per backbone family, as in the OD API's own sample configs.
 _CROP = {"inception": (17, 1, 1), "resnet": (14, 2, 2)}
+# Anchor scales (base anchor 256 px) at a 256-pixel input: 32..256 px. Other input sizes scale them
+# with the image, so the anchors cover the same fraction of the radiograph.
+ANCHOR_SCALES_256 = (0.125, 0.25, 0.5, 1.0)
+
+
+def anchor_scales(image_size: int) -> str:
+    """The template's ``scales`` list for an input of ``image_size`` pixels."""
+    return ", ".join(repr(s * int(image_size) / 256) for s in ANCHOR_SCALES_256)
 
 
 class ConfigInputError(ValueError):
@@ -67,8 +76,12 @@ def render_pipeline_config(
     num_classes: int = len(FINDINGS),
     steps: Optional[int] = None,
     absolute: bool = True,
+    val_path: Optional[PathLike] = None,
 ) -> str:
-    """Fill the template for one protocol (paths are made absolute unless ``absolute=False``)."""
+    """Fill the template for one protocol (paths are made absolute unless ``absolute=False``).
+
+    ``val_path``: a held-out validation record, added as a second ``eval_input_reader`` named
+    ``val`` (the test record stays the first, which the OD API's own evaluation reads)."""
     if not train_paths:
         raise ConfigInputError(f"protocol {protocol}: no training records")
     if cfg.second_stage_batch_size > cfg.first_stage_max_proposals:
@@ -87,6 +100,7 @@ def render_pipeline_config(
         "preset": preset,
         "num_classes": int(num_classes),
         "image_size": int(cfg.image_size),
+        "anchor_scales": anchor_scales(cfg.image_size),
         "feature_extractor": cfg.feature_extractor,
         "max_proposals": int(cfg.first_stage_max_proposals),
         "second_stage_batch_size": int(cfg.second_stage_batch_size),
@@ -100,8 +114,15 @@ def render_pipeline_config(
         "label_map_path": _abs(label_map_path),
         "train_input_paths": "\n".join(f'    input_path: "{_abs(p)}"' for p in train_paths),
         "eval_input_path": _abs(eval_path),
+        "val_eval_input": _val_reader(_abs(label_map_path), _abs(val_path)) if val_path else "",
     }
     return Template(template_text()).substitute(values)
+
+
+def _val_reader(label_map_path: str, val_path: str) -> str:
+    return (f'\neval_input_reader {{\n  name: "{VAL_NAME}"\n  label_map_path: "{label_map_path}"\n'
+            f'  shuffle: false\n  num_epochs: 1\n  tf_record_input_reader {{\n'
+            f'    input_path: "{val_path}"\n  }}\n}}\n')
 
 
 def _absolute(path: PathLike) -> str:
@@ -137,16 +158,33 @@ def synthetic_record(name: str, syn_dir: PathLike, check: bool = True) -> Path:
 
 
 def protocol_inputs(protocol: str, records: RecordsPaths, synthetic: Mapping[str, PathLike],
-                    check: bool = True) -> list:
-    """Training records of one protocol: the real det_train plus its synthetic sets."""
+                    check: bool = True, split: Optional[ValidationSplit] = None) -> list:
+    """Training records of one protocol: the real det_train plus its synthetic sets (with a
+    validation ``split``: det_train minus the held-out images, and the synthetic sets without the
+    images made from them)."""
     if protocol not in PROTOCOLS:
         raise ConfigInputError(f"unknown protocol {protocol!r}; choose from {sorted(PROTOCOLS)}")
-    paths = [records.det("train")]
+    paths = [split.fit if split else records.det("train")]
     for name in PROTOCOLS[protocol]:
         if name not in synthetic:
             raise ConfigInputError(f"protocol {protocol} needs --synthetic {name}=SYN_DIR")
-        paths.append(synthetic_record(name, synthetic[name], check))
+        paths.append(split.synthetic[name] if split else synthetic_record(name, synthetic[name], check))
     return paths
+
+
+def _validation_split(cfg: DetectionConfig, records: RecordsPaths, out_dir: Path,
+                      synthetic: Mapping[str, PathLike], protocols: Sequence[str],
+                      seed: int) -> Optional[ValidationSplit]:
+    """Carve the held-out validation images when ``cfg.val_fraction`` > 0 (else None)."""
+    if not cfg.val_fraction:
+        return None
+    used = {n for p in protocols for n in PROTOCOLS.get(p, ()) if n in synthetic}
+    try:
+        return carve_validation(records, out_dir, {n: synthetic[n] for n in used},
+                                {n: synthetic_record(n, synthetic[n]) for n in used},
+                                cfg.val_fraction, seed)
+    except ValueError as exc:
+        raise ConfigInputError(str(exc)) from exc
 
 
 def make_od_configs(
@@ -157,10 +195,12 @@ def make_od_configs(
     protocols: Optional[Sequence[str]] = None,
     preset: str = "paper",
     steps: Optional[int] = None,
+    seed: int = 0,
 ) -> Dict[str, Path]:
     """Write ``OUT/<protocol>.config`` for each protocol and ``OUT/protocols.json``; return the paths.
 
     ``protocols`` defaults to ``cfg.protocols`` plus ``ori_stargan`` when a StarGAN set is given.
+    With ``cfg.val_fraction`` > 0 a validation split (``seed``) is carved first (``validation.py``).
     """
     synthetic = dict(synthetic or {})
     unknown = set(synthetic) - {n for names in PROTOCOLS.values() for n in names}
@@ -173,17 +213,22 @@ def make_od_configs(
             protocols.append("ori_stargan")
     records = check_records_dir(records_dir)
     out_dir = Path(out_dir)
+    for protocol in protocols:
+        protocol_inputs(protocol, records, synthetic)  # every input is there before anything is written
+    split = _validation_split(cfg, records, out_dir, synthetic, protocols, seed)
     written: Dict[str, Path] = {}
     summary = {}
     for protocol in protocols:
-        train_paths = protocol_inputs(protocol, records, synthetic)
+        train_paths = protocol_inputs(protocol, records, synthetic, split=split)
         text = render_pipeline_config(cfg, train_paths, records.det("test"), records.label_map,
-                                      protocol=protocol, preset=preset, steps=steps)
+                                      protocol=protocol, preset=preset, steps=steps,
+                                      val_path=split.val if split else None)
         path = out_dir / f"{protocol}.config"
         atomic_write_text(path, text)
         written[protocol] = path
         summary[protocol] = {"config": _absolute(path), "train": [_absolute(p) for p in train_paths],
-                             "test": _absolute(records.det("test"))}
+                             "test": _absolute(records.det("test")),
+                             "val": _absolute(split.val) if split else None}
     atomic_write_text(out_dir / "protocols.json", json.dumps(
         {"preset": preset, "steps": int(steps if steps is not None else cfg.steps),
          "protocols": summary}, indent=2))
@@ -247,4 +292,21 @@ def eval_record_path(configs: dict) -> Path:
     paths = list(configs["eval_input_configs"][0].tf_record_input_reader.input_path)
     if not paths:
         raise ConfigInputError("pipeline config has no eval_input_reader input_path")
+    return Path(paths[0])
+
+
+def val_record_path(configs: dict) -> Optional[Path]:
+    """The validation record (the ``eval_input_reader`` named ``val``) of parsed configs, or None."""
+    for reader in list(configs["eval_input_configs"])[1:]:
+        paths = list(reader.tf_record_input_reader.input_path)
+        if reader.name == VAL_NAME and paths:
+            return Path(paths[0])
+    return None
+
+
+def real_train_record_path(configs: dict) -> Path:
+    """The real training record of parsed configs (always the first training input here)."""
+    paths = list(configs["train_input_config"].tf_record_input_reader.input_path)
+    if not paths:
+        raise ConfigInputError("pipeline config has no train_input_reader input_path")
     return Path(paths[0])

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
+from cxr_keras import procs
 from cxr_keras.detection import od_compat
 
 PathLike = Union[str, os.PathLike]
@@ -51,9 +52,9 @@ def export_saved_model(pipeline_config: PathLike, checkpoint_dir: PathLike, out_
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        proc = subprocess.run(export_command(pipeline_config, checkpoint_dir, tmp),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              env=od_compat.child_env(), timeout=timeout)
+        proc = procs.run(export_command(pipeline_config, checkpoint_dir, tmp),
+                         env=od_compat.child_env(), timeout=timeout,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if proc.returncode != 0 or not (tmp / "saved_model" / "saved_model.pb").is_file():
             tail = "\n".join(proc.stdout.decode(errors="replace").splitlines()[-25:])
             raise ExportError(f"exporter_main_v2 failed for {checkpoint_dir} "

@@ -9,10 +9,9 @@ image overlaps it with IoU > T (T = 0.1 in the paper). Which detections are cons
 * ``any``: every detection of that finding with score >= ``score_threshold``.
 
 Accuracy per finding = correct boxes / ground-truth boxes of that finding; the total is over all
-ground-truth boxes (not a mean of per-finding values). For each evaluation window [s − w, s + w]
-the best checkpoint is reported, either per row (``select="per_finding"``, default: each finding and
-the total take their own best checkpoint in the window) or one checkpoint for the whole column
-(``select="total"``: the checkpoint with the best total accuracy).
+ground-truth boxes (not a mean of per-finding values). ``best_in_window`` picks a window's best
+checkpoint on the scored set, per row or per column; which checkpoint Table 2 reports is decided in
+``selection.py``, the table itself is built in ``table2.py``.
 """
 from __future__ import annotations
 
@@ -157,73 +156,9 @@ def best_in_window(by_step: Mapping[int, Counts], centre: int, window: int,
     return WindowBest(centre, {row: tuple(by_step[picked[row]][row]) for row in rows}, picked, steps)
 
 
-def table2(runs: Mapping[str, Mapping[int, Counts]], eval_steps: Sequence[int], window: int,
-           select: str = "per_finding", findings: Sequence[str] = FINDINGS) -> List[dict]:
-    """Long-form Table 2: one dict per (protocol, window, row) with counts, accuracy, best step."""
-    rows = []
-    for protocol, by_step in runs.items():
-        for centre, _, _ in windows(eval_steps, window):
-            best = best_in_window(by_step, centre, window, select)
-            for row in list(findings) + [TOTAL]:
-                if best is None or row not in best.counts:
-                    rows.append({"protocol": protocol, "window": centre, "finding": row,
-                                 "correct": "", "total": "", "accuracy": "", "best_step": "",
-                                 "checkpoints": 0})
-                    continue
-                c, t = best.counts[row]
-                rows.append({"protocol": protocol, "window": centre, "finding": row,
-                             "correct": c, "total": t,
-                             "accuracy": round(c / t, 4) if t else "",
-                             "best_step": best.steps[row], "checkpoints": len(best.scored_steps)})
-    return rows
-
-
-def table2_markdown(rows: Sequence[dict], iou_threshold: float, window: int, mode: str,
-                    select: str) -> str:
-    """Markdown table: rows = findings + Total, columns = protocol × window (accuracy in %)."""
-    columns = list(dict.fromkeys((r["protocol"], r["window"]) for r in rows))
-    findings = list(dict.fromkeys(r["finding"] for r in rows))
-    cell = {(r["protocol"], r["window"], r["finding"]): r for r in rows}
-    head = ["Finding"] + [f"{p} @{w}" for p, w in columns]
-    lines = [
-        f"Correct-location accuracy (IoU > {iou_threshold}, detections: {mode}, best checkpoint "
-        f"per {'row' if select == 'per_finding' else 'column'} in [step ± {window}]).",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|",
-    ]
-    for f in findings:
-        vals = []
-        for p, w in columns:
-            r = cell[(p, w, f)]
-            if r["accuracy"] == "":
-                vals.append("–" if r["total"] in ("", 0) else "0.0")
-            else:
-                vals.append(f"{100 * r['accuracy']:.1f} ({r['correct']}/{r['total']})")
-        name = f"**{f}**" if f == TOTAL else f
-        lines.append("| " + " | ".join([name] + vals) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def table2_files(out_dir: PathLike, stem: str = "table2") -> Tuple[Path, Path]:
     """Where ``write_table2`` puts the markdown and the CSV table."""
     return Path(out_dir) / f"{stem}.md", Path(out_dir) / f"{stem}.csv"
-
-
-def write_table2(rows: Sequence[dict], out_dir: PathLike, iou_threshold: float, window: int,
-                 mode: str = "top1", select: str = "per_finding",
-                 stem: str = "table2") -> Tuple[Path, Path]:
-    """Write ``OUT/table2.md`` and ``OUT/table2.csv``; return both paths."""
-    md, csv_path = table2_files(out_dir, stem)
-    atomic_write_text(md, table2_markdown(rows, iou_threshold, window, mode, select))
-    buf = io.StringIO()
-    fields = ["protocol", "window", "finding", "correct", "total", "accuracy", "best_step",
-              "checkpoints"]
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(csv_path, buf.getvalue())
-    return md, csv_path
 
 
 def counts_markdown(counts: Counts, title: str) -> str:
@@ -237,8 +172,9 @@ def counts_markdown(counts: Counts, title: str) -> str:
 
 def plot_accuracy(runs: Mapping[str, Mapping[int, Counts]], path: PathLike,
                   eval_steps: Sequence[int] = (), window: int = 0,
-                  title: str = "Correct-location accuracy") -> Path:
-    """PNG of total accuracy against training step, one line per protocol, windows shaded."""
+                  title: str = "Correct-location accuracy", baseline: Optional[float] = None) -> Path:
+    """PNG of total accuracy against training step, one line per run, windows shaded; the
+    prior-box baseline's total accuracy (a fraction) as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,6 +187,8 @@ def plot_accuracy(runs: Mapping[str, Mapping[int, Counts]], path: PathLike,
         steps = sorted(by_step)
         acc = [100 * accuracy(by_step[s]) for s in steps]
         ax.plot(steps, acc, marker="o", markersize=3, label=protocol)
+    if baseline is not None:
+        ax.axhline(100 * baseline, color="0.3", linestyle="--", linewidth=1, label="prior box")
     ax.set_xlabel("training step")
     ax.set_ylabel("accuracy, all findings (%)")
     ax.set_title(title)
@@ -352,21 +290,3 @@ def run_counts(run_dir: PathLike, iou_threshold: float = 0.1, mode: str = "top1"
         raise ValueError(f"{scores}: no rows for IoU {iou_threshold}, mode {mode} (and no "
                          f"detections/ to recompute from)")
     return out
-
-
-def evaluate_runs(run_dirs: Sequence[PathLike], out_dir: PathLike, eval_steps: Sequence[int],
-                  window: int, iou_threshold: float = 0.1, mode: str = "top1",
-                  score_threshold: float = 0.5, select: str = "per_finding",
-                  findings: Sequence[str] = FINDINGS) -> Dict[str, Path]:
-    """Table 2 (markdown + CSV) and the accuracy plot for several runs; returns the paths."""
-    runs: Dict[str, Dict[int, Counts]] = {}
-    for run in run_dirs:
-        name = run_protocol_name(run)
-        if name in runs:
-            name = f"{name} ({Path(run).name})"
-        runs[name] = run_counts(run, iou_threshold, mode, score_threshold, findings)
-    rows = table2(runs, eval_steps, window, select, findings)
-    md, csv_path = write_table2(rows, out_dir, iou_threshold, window, mode, select)
-    png = plot_accuracy(runs, Path(out_dir) / "accuracy_vs_steps.png", eval_steps, window,
-                        title=f"Correct-location accuracy, IoU > {iou_threshold}")
-    return {"markdown": md, "csv": csv_path, "plot": png}

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from cxr_keras import procs
 from cxr_keras.config import FINDINGS, DetectionConfig
 from cxr_keras.detection import localisation
 from cxr_keras.io_utils import atomic_write_text
@@ -107,10 +108,11 @@ def scored_steps(scores_csv: PathLike) -> List[int]:
 
 
 def child_command(pipeline_config: PathLike, model_dir: PathLike, steps: int,
-                  checkpoint_every: int) -> List[str]:
+                  checkpoint_every: int, seed: Optional[int] = None) -> List[str]:
     return [sys.executable, "-m", "cxr_keras.detection.train", "--child",
             "--pipeline-config", str(pipeline_config), "--model-dir", str(model_dir),
-            "--steps", str(int(steps)), "--checkpoint-every", str(int(checkpoint_every))]
+            "--steps", str(int(steps)), "--checkpoint-every", str(int(checkpoint_every))] + (
+            [] if seed is None else ["--seed", str(int(seed))])
 
 
 def _child_env() -> Dict[str, str]:
@@ -167,6 +169,8 @@ class DetectorRun:
     test_record: Path
     cfg: DetectionConfig
     findings: Tuple[str, ...]
+    seed: Optional[int] = None  # training seed (None: TensorFlow's own randomness)
+    val_record: Optional[Path] = None  # held-out validation record (eval_input_reader "val")
 
     @property
     def every(self) -> int:
@@ -176,10 +180,10 @@ class DetectorRun:
 def resolve_run(pipeline_config: PathLike, run_dir: PathLike, cfg: DetectionConfig,
                 protocol: Optional[str] = None, steps: Optional[int] = None,
                 test_record: Optional[PathLike] = None, max_checkpoints: int = 3,
-                findings: Sequence[str] = FINDINGS) -> DetectorRun:
+                findings: Sequence[str] = FINDINGS, seed: Optional[int] = None) -> DetectorRun:
     """Read the config and check the settings (steps a multiple of ``checkpoint_every``, the test
     record present); raise ValueError / FileNotFoundError naming the problem."""
-    from cxr_keras.detection.configs import eval_record_path, load_pipeline_configs
+    from cxr_keras.detection.configs import eval_record_path, load_pipeline_configs, val_record_path
 
     pipeline_config = Path(pipeline_config).resolve()
     configs = load_pipeline_configs(pipeline_config)
@@ -197,8 +201,12 @@ def resolve_run(pipeline_config: PathLike, run_dir: PathLike, cfg: DetectionConf
     if not test_record.is_file():
         raise FileNotFoundError(f"{test_record}: test record (eval_input_reader of "
                                 f"{pipeline_config}) does not exist")
+    val_record = val_record_path(configs)
+    if val_record is not None and not val_record.is_file():
+        raise FileNotFoundError(f"{val_record}: validation record (eval_input_reader 'val' of "
+                                f"{pipeline_config}) does not exist")
     return DetectorRun(DetectorRunPaths(run_dir), pipeline_config, protocol or pipeline_config.stem,
-                       steps, test_record, cfg, tuple(findings))
+                       steps, test_record, cfg, tuple(findings), seed, val_record)
 
 
 def prepare_run(run: DetectorRun) -> None:
@@ -213,6 +221,7 @@ def prepare_run(run: DetectorRun) -> None:
         "checkpoint_every": run.every, "eval_steps": list(cfg.eval_steps), "window": cfg.window,
         "iou": cfg.iou, "mode": cfg.localisation_mode, "score_threshold": cfg.score_threshold,
         "test_record": str(run.test_record.resolve()), "findings": list(run.findings),
+        "seed": run.seed, "val_record": str(run.val_record.resolve()) if run.val_record else None,
     }, indent=2))
 
 
@@ -245,6 +254,9 @@ class CheckpointWatcher:
         counts = localisation.localisation_counts(
             results, run.findings, cfg.iou, cfg.localisation_mode, cfg.score_threshold)
         save_results(run.paths.detection(step), results, step=step, protocol=run.protocol)
+        if run.val_record is not None:  # the held-out images that choose the checkpoint (Table 2)
+            val = self._detector.run(run.val_record, limit=self.score_limit)
+            save_results(run.paths.val_detection(step), val, step=step, protocol=run.protocol, split="val")
         localisation.append_scores(run.paths.scores, step, counts, cfg.iou,
                                    cfg.localisation_mode, cfg.score_threshold)
         self.done.add(step)
@@ -280,10 +292,10 @@ def _train_and_watch(run: DetectorRun, watcher: CheckpointWatcher, max_checkpoin
                      poll_seconds: float, guard_seconds: float, log: Callable[[str], None]) -> None:
     """Run the OD API child while the watcher scores; the disk guard bounds the checkpoints."""
     paths = run.paths
-    cmd = child_command(paths.config, paths.model, run.steps, run.every)
+    cmd = child_command(paths.config, paths.model, run.steps, run.every, run.seed)
     log(f"[{run.protocol}] training {run.steps} steps: {' '.join(cmd)}  (log: {paths.log})")
-    with open(paths.log, "ab") as log_fh:
-        child = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=_child_env())
+    with open(paths.log, "ab") as log_fh:  # the trainer dies with this process, even by SIGKILL
+        child = procs.start(cmd, env=_child_env(), stdout=log_fh, stderr=subprocess.STDOUT)
     guard = _DiskGuard(child, paths.model, max_checkpoints, guard_seconds)
     guard.start()
     try:
@@ -330,6 +342,7 @@ def train_protocol(
     score_limit: Optional[int] = None,
     findings: Sequence[str] = FINDINGS,
     log: Callable[[str], None] = print,
+    seed: Optional[int] = None,
 ) -> DetectorRunResult:
     """Train ``pipeline_config`` into ``run_dir`` for ``steps`` (default: the config's num_steps).
 
@@ -340,8 +353,13 @@ def train_protocol(
     """
     t0 = time.time()
     run = resolve_run(pipeline_config, run_dir, cfg, protocol, steps, test_record, max_checkpoints,
-                      findings)
+                      findings, seed)
     prepare_run(run)
+    from cxr_keras.gan.checkpoints import repair
+
+    # temp folders of killed saves, a damaged newest checkpoint, a lost state file: fixed before the
+    # OD API restores tf.train.latest_checkpoint (which would otherwise crash or start from step 0)
+    repair(run.paths.model, lambda text: log(f"[{run.protocol}] warning: {text}"))
     watcher = CheckpointWatcher(run, score_limit, log)
     existing = list_checkpoints(run.paths.model)
     if existing and checkpoint_step(existing[-1]) >= run.steps:
@@ -361,6 +379,8 @@ def _child_main(args) -> None:
     from object_detection import model_lib_v2
 
     tf.config.set_soft_device_placement(True)
+    if args.seed is not None:  # weights, proposal sampling and the input shuffle follow the seed
+        tf.keras.utils.set_random_seed(args.seed)
     gpus = tf.config.list_physical_devices("GPU")
     strategy = (tf.distribute.MirroredStrategy() if len(gpus) > 1
                 else tf.distribute.get_strategy())
@@ -383,9 +403,11 @@ def main(argv=None) -> None:
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--checkpoint-every", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     if not args.child:
         parser.error("this entry point is the training child; use cxr-keras train_detector")
+    procs.exit_with_parent()
     _child_main(args)
 
 

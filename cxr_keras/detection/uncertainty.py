@@ -92,6 +92,31 @@ def bootstrap_accuracy(o: Outcomes, findings: Sequence[str] = FINDINGS, draws: i
     return out
 
 
+def pooled_accuracy(seeds: Sequence[Outcomes], findings: Sequence[str] = FINDINGS, draws: int = DRAWS,
+                    seed: int = 0, level: float = LEVEL) -> Dict[str, Tuple[float, float]]:
+    """Interval of the mean accuracy over training seeds: one image resample shared by all seeds
+    (the seeds score the same test images). With one seed it is ``bootstrap_accuracy``."""
+    if not seeds:
+        raise ValueError("pooled_accuracy needs the outcomes of at least one seed")
+    n = seeds[0].n_images
+    if any(o.n_images != n or not np.array_equal(o.label, seeds[0].label) for o in seeds):
+        raise ValueError("every seed must be scored on the same test images")
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    if n == 0:
+        return {row: (float("nan"), float("nan")) for row in list(findings) + [TOTAL]}
+    weights = _resample_weights(n, draws, seed)
+    out = {}
+    for row in seeds[0].rows(findings):
+        boot = []
+        for o in seeds:
+            c, t = _image_counts(o, o.rows(findings)[row])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                boot.append((weights @ c) / (weights @ t))
+        out[row] = _interval(np.mean(boot, axis=0), level)
+    return out
+
+
 def paired_difference(a: Outcomes, b: Outcomes, findings: Sequence[str] = FINDINGS,
                       draws: int = DRAWS, seed: int = 0,
                       level: float = LEVEL) -> Dict[str, Tuple[float, float, float]]:

@@ -65,10 +65,54 @@ def painted_metrics(fake: tf.Tensor, real: tf.Tensor, mask: tf.Tensor) -> Dict[s
     ssim = tf.reduce_sum(smap * centre, [1, 2, 3]) / tf.maximum(tf.reduce_sum(centre, [1, 2, 3]), 1.0)
     return {"l1": l1.numpy(), "psnr": psnr.numpy(), "ssim": ssim.numpy(),
             "psnr_full": tf.image.psnr(fake, real, 1.0).numpy(),
-            "ssim_full": tf.image.ssim(fake, real, 1.0).numpy()}
+            "ssim_full": tf.image.ssim(fake, real, 1.0).numpy(),
+            "seam": seam_excess(fake.numpy(), real.numpy(), np.asarray(mask))}
 
 
-METRICS = ("l1", "psnr", "ssim", "psnr_full", "ssim_full")
+METRICS = ("l1", "psnr", "ssim", "psnr_full", "ssim_full", "seam")
+
+
+def seam_excess(fake: np.ndarray, real: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per image: the mean |step| between neighbouring pixels across the box edge in the composite, minus
+    the same in the real image (0: the painting meets the box as smoothly as the real image; > 0: a seam)."""
+    m = np.asarray(mask)[..., 0] > 0.5
+    across_h, across_v = m[:, :, 1:] != m[:, :, :-1], m[:, 1:] != m[:, :-1]
+
+    def steps(a):
+        a = np.asarray(a, np.float32)[..., 0]
+        return (np.abs(np.diff(a, axis=2)) * across_h).sum((1, 2)) + (np.abs(np.diff(a, axis=1)) * across_v).sum((1, 2))
+
+    pairs = np.maximum(across_h.sum((1, 2)) + across_v.sum((1, 2)), 1)
+    return (steps(fake) - steps(real)) / pairs
+
+
+def anatomy_follow(fake: np.ndarray, real: np.ndarray, mask: np.ndarray) -> Dict[str, Optional[float]]:
+    """Do the paintings follow their own patient (not one chest for every input)? [N,S,S,1] arrays in [0, 1].
+
+    ``own`` / ``other``: mean Pearson correlation, over image i's painted region, of its composite with its
+    own real image / with the other real images of the set; ``follow`` = own − other (0 when every input
+    gets the same painting). ``spread``: per-pixel std of the composites across inputs over that of the
+    real images, on the pixels painted in every image (0: the same chest whatever the input).
+    """
+    n = len(fake)
+    if n < 2:
+        return {"n": n, "follow": None, "own": None, "other": None, "spread": None}
+    f = np.asarray(fake, np.float32).reshape(n, -1)
+    r = np.asarray(real, np.float32).reshape(n, -1)
+    painted = np.asarray(mask).reshape(n, -1) <= 0.5
+    own, other = [], []
+    for i in range(n):
+        p = painted[i]
+        fi = f[i, p] - f[i, p].mean()
+        rj = r[:, p] - r[:, p].mean(axis=1, keepdims=True)
+        corr = (rj @ fi) / np.maximum(np.linalg.norm(rj, axis=1) * np.linalg.norm(fi), 1e-12)
+        own.append(corr[i])
+        other.append(np.delete(corr, i).mean())
+    common = painted.all(axis=0)
+    spread = (float(f[:, common].std(axis=0).mean() / max(r[:, common].std(axis=0).mean(), 1e-12))
+              if common.any() else None)
+    return {"n": n, "follow": float(np.mean(own) - np.mean(other)), "own": float(np.mean(own)),
+            "other": float(np.mean(other)), "spread": spread}
 
 
 def evaluate_run(run_dir: os.PathLike, records_dir: os.PathLike, split: str = "test", seed: int = 0,
@@ -84,12 +128,15 @@ def evaluate_run(run_dir: os.PathLike, records_dir: os.PathLike, split: str = "t
         pairs = pairs[:limit]
     tf.random.set_seed(seed)
     per: Dict[str, Dict[str, List[float]]] = defaultdict(lambda: defaultdict(list))
+    batches: Dict[str, List[np.ndarray]] = defaultdict(list)  # for anatomy_follow over the whole set
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
         y = tf.constant(np.stack([p.image for p in chunk])[..., None], tf.float32) / 127.5 - 1.0
         m = tf.constant(np.stack([p.mask for p in chunk])[..., None], tf.float32)
         fake = loaded.model.generate(y, m, sample=sample)
         scores = painted_metrics((fake + 1.0) / 2.0, (y + 1.0) / 2.0, m)
+        for key, t in (("fake", (fake + 1.0) / 2.0), ("real", (y + 1.0) / 2.0), ("mask", m)):
+            batches[key].append(np.asarray(t, np.float32))
         for i, p in enumerate(chunk):
             for key in METRICS:
                 per[p.finding][key].append(float(scores[key][i]))
@@ -99,7 +146,8 @@ def evaluate_run(run_dir: os.PathLike, records_dir: os.PathLike, split: str = "t
     result = {"run": str(run.root), "model": loaded.name, "step": loaded.step, "checkpoint": loaded.checkpoint,
               "split": split, "records": str(records_dir), "dropout_sampling": sample, "seed": seed,
               "region": "painted pixels (outside the box); intensities in [0, 1]",
-              "per_finding": summary}
+              "per_finding": summary,
+              "anatomy": anatomy_follow(*(np.concatenate(batches[k]) for k in ("fake", "real", "mask")))}
     atomic_write_text(run.eval_json(split), json.dumps(result, indent=1))
     atomic_write_text(run.eval_md(split), markdown_table(result))
     return result
@@ -108,11 +156,17 @@ def evaluate_run(run_dir: os.PathLike, records_dir: os.PathLike, split: str = "t
 def markdown_table(result: Dict) -> str:
     """RUN/eval_<split>.md: one row per finding (and "all")."""
     lines = [f"# {result['model']} at step {result['step']}: painted region vs real ({result['split']} split)",
-             "", "| finding | n | L1 | PSNR (dB) | SSIM | PSNR whole | SSIM whole |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "", "| finding | n | L1 | PSNR (dB) | SSIM | PSNR whole | SSIM whole | seam |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for f, s in result["per_finding"].items():
         lines.append(f"| {f} | {s['n']} | {s['l1']:.4f} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
-                     f"{s['psnr_full']:.2f} | {s['ssim_full']:.4f} |")
+                     f"{s['psnr_full']:.2f} | {s['ssim_full']:.4f} | {s.get('seam', float('nan')):+.4f} |")
     lines += ["", "L1, PSNR and SSIM over the pixels the generator painted (outside the box), intensities "
-              "in [0, 1]; 'whole' = tf.image.psnr / tf.image.ssim of the whole composite.", ""]
+              "in [0, 1]; 'whole' = tf.image.psnr / tf.image.ssim of the whole composite; 'seam' = mean step "
+              "across the box edge in the composite minus in the real image (0: no seam).", ""]
+    a = result.get("anatomy") or {}
+    if a.get("follow") is not None:
+        lines += [f"Anatomy follow (correlation of each painting with its own real image minus with the other "
+                  f"{a['n'] - 1} test images): {a['follow']:+.4f} (own {a['own']:.4f}, other {a['other']:.4f}); "
+                  f"spread of the paintings across inputs / of the real images: {a['spread']:.3f}.", ""]
     return "\n".join(lines)

@@ -19,7 +19,8 @@ from typing import Any, Dict, Iterator, Optional
 import tensorflow as tf
 
 from cxr_keras.config import preset as get_preset
-from cxr_keras.gan import registry
+from cxr_keras.gan import checkpoints, distribute, registry, schedule
+from cxr_keras.gan.precision import legacy_policy, resolve as resolve_precision, run_policy
 from cxr_keras.io_utils import atomic_write_text, read_json
 from cxr_keras.paths import RunPaths
 
@@ -49,7 +50,7 @@ def config_from_dict(cls: type, data: Dict[str, Any]):
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = config_from_dict(hint, value)
         elif isinstance(value, list):
-            value = tuple(value)
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -58,8 +59,9 @@ def is_run(run_dir: os.PathLike) -> bool:
     """True if ``run_dir`` holds a run worth keeping: at least one checkpoint.
 
     A folder with only its config (killed before its first checkpoint) is simply started over.
+    Checkpoints are found from their files, so a lost state file does not make a run startable over.
     """
-    return tf.train.latest_checkpoint(str(RunPaths(run_dir).checkpoints)) is not None
+    return bool(checkpoints.find(RunPaths(run_dir).checkpoints))
 
 
 def read_run_config(run_dir: os.PathLike) -> Dict[str, Any]:
@@ -92,6 +94,7 @@ class RunSetup:
     resume: bool
     seed: int
     mixed_precision: bool
+    policy: str = "float32"  # the Keras dtype policy it trains in (``gan.precision``)
 
     @property
     def cfg(self):
@@ -102,13 +105,14 @@ def _resumed_info(run_dir: Path, model_name: Optional[str], steps: Optional[int]
     info = read_run_config(run_dir)
     if model_name is not None and model_name != info["model"]:
         raise TrainingError(f"{run_dir}: this run trains {info['model']!r}, not {model_name!r}")
-    if steps is not None:
-        info["cfg"] = dataclasses.replace(info["cfg"], steps=steps)
+    if steps is not None:  # a new length: the learning rate continues from the step reached (gan.schedule)
+        done = max((checkpoints.number(p) for p in checkpoints.find(RunPaths(run_dir).checkpoints)), default=0)
+        info["cfg"] = schedule.resumed_config(info["cfg"], done, steps)
     return info
 
 
 def _new_info(run_dir: Path, model_name: Optional[str], cfg, steps: Optional[int], seed: int, preset: str,
-              mixed_precision: bool) -> Dict[str, Any]:
+              policy: str) -> Dict[str, Any]:
     if model_name is None:
         raise TrainingError("a model name is needed to start a new run")
     if is_run(run_dir):
@@ -119,27 +123,31 @@ def _new_info(run_dir: Path, model_name: Optional[str], cfg, steps: Optional[int
         cfg = spec.config_from_preset(get_preset(preset))
     if steps is not None:
         cfg = dataclasses.replace(cfg, steps=steps)
-    return {"model": model_name, "preset": preset, "seed": seed, "mixed_precision": mixed_precision,
-            "records": None, "tensorflow": tf.__version__, "cfg": cfg,
+    return {"model": model_name, "preset": preset, "seed": seed, "mixed_precision": policy != "float32",
+            "precision": policy, "records": None, "tensorflow": tf.__version__, "cfg": cfg,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def resolve_run(model_name: Optional[str], records_dir: os.PathLike, run_dir: os.PathLike, cfg=None, *,
                 steps: Optional[int] = None, resume: bool = False, seed: int = 0, preset: str = "paper",
-                mixed_precision: bool = False) -> RunSetup:
+                mixed_precision: bool = False, precision: Optional[str] = None) -> RunSetup:
     """A new run (``cfg``, or the ``preset``'s) or the continuation of RUN/ (its config file; only
-    ``steps`` may change, and seed and precision are the run's). Checks only; writes nothing."""
+    ``steps`` may change, and seed and precision are the run's). Checks only; writes nothing.
+    ``precision`` (``gan.precision.PRECISIONS``, e.g. ``auto``) wins over the older ``mixed_precision``."""
     run_dir, records_dir = Path(run_dir), Path(records_dir)
     if resume:
         info = _resumed_info(run_dir, model_name, steps)
-        seed, mixed_precision = info.get("seed", seed), info.get("mixed_precision", False)
+        seed, policy = info.get("seed", seed), run_policy(info)
     else:
-        info = _new_info(run_dir, model_name, cfg, steps, seed, preset, mixed_precision)
+        policy = resolve_precision(precision, model_name or "") if precision else legacy_policy(mixed_precision)
+        info = _new_info(run_dir, model_name, cfg, steps, seed, preset, policy)
     if not records_dir.is_dir():
         raise TrainingError(f"{records_dir}: records folder not found (run scripts/make_tfrecords.py)")
+    if not resume:  # epochs → steps from the records' counts, recorded in the run's config
+        info["cfg"], info["length"] = schedule.training_length(info["cfg"], records_dir, steps)
     info["records"] = str(records_dir)
     return RunSetup(RunPaths(run_dir), records_dir, registry.get(info["model"]), info, resume, seed,
-                    mixed_precision)
+                    policy != "float32", policy)
 
 
 def start_run(setup: RunSetup) -> None:
@@ -154,30 +162,30 @@ def start_run(setup: RunSetup) -> None:
 # -- building and loading ----------------------------------------------------------------------------
 def default_strategy() -> tf.distribute.Strategy:
     """MirroredStrategy when several GPUs are visible, else the default (single-device) strategy."""
-    if len(tf.config.list_logical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+    return distribute.make_strategy("auto")
 
 
 def mixed_precision_policy() -> str:
-    """``mixed_float16`` on GPU, ``mixed_bfloat16`` on CPU."""
-    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+    """``mixed_float16`` on GPU, ``mixed_bfloat16`` on CPU (what ``--mixed-precision`` means)."""
+    return legacy_policy(True)
 
 
 @contextlib.contextmanager
-def dtype_policy(enabled: bool) -> Iterator[None]:
-    """Build layers under a mixed-precision policy, then restore the previous global policy."""
+def dtype_policy(enabled) -> Iterator[None]:
+    """Build layers under a policy (a Keras policy name, or True: ``mixed_precision_policy()``), then
+    restore the previous global policy."""
     previous = tf.keras.mixed_precision.global_policy()
     if enabled:
-        tf.keras.mixed_precision.set_global_policy(mixed_precision_policy())
+        tf.keras.mixed_precision.set_global_policy(enabled if isinstance(enabled, str) else mixed_precision_policy())
     try:
         yield
     finally:
         tf.keras.mixed_precision.set_global_policy(previous)
 
 
-def build(spec: registry.ModelSpec, cfg, strategy=None, mixed_precision: bool = False):
-    """The spec's compiled model under ``strategy`` (default: ``default_strategy()``) and precision."""
+def build(spec: registry.ModelSpec, cfg, strategy=None, mixed_precision=False):
+    """The spec's compiled model under ``strategy`` (default: ``default_strategy()``) and precision
+    (a Keras policy name, or a bool as ``dtype_policy`` takes it)."""
     with dtype_policy(mixed_precision):
         return spec.build(cfg, strategy or default_strategy())
 
@@ -202,10 +210,11 @@ def load_run(run_dir: os.PathLike, checkpoint: Optional[str] = None, strategy=No
     paths = RunPaths(run_dir)
     info = read_run_config(paths.root)
     spec = registry.get(info["model"])
-    ckpt_path = checkpoint or tf.train.latest_checkpoint(str(paths.checkpoints))
+    ckpt_path = checkpoint or checkpoints.newest_good(paths.checkpoints)[0]  # damaged newer ones: warned
     if ckpt_path is None:
-        raise TrainingError(f"{paths.checkpoints}: no checkpoint (train first with scripts/train_gan.py)")
-    model = build(spec, info["cfg"], strategy, info.get("mixed_precision", False))
+        intact = " intact" if checkpoints.find(paths.checkpoints) else ""
+        raise TrainingError(f"{paths.checkpoints}: no{intact} checkpoint (train first with scripts/train_gan.py)")
+    model = build(spec, info["cfg"], strategy, run_policy(info))
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     make_checkpoint(model, step).restore(ckpt_path).expect_partial()
     return LoadedRun(model, info["cfg"], info["model"], int(step.numpy()), ckpt_path, info, paths.root)

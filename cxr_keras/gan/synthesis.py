@@ -11,7 +11,7 @@ from typing import Dict, Optional
 
 from cxr_keras.gan import registry
 from cxr_keras.gan.runs import load_run, read_run_config
-from cxr_keras.gan.synthesis_common import SynthesisError, check_out_dir
+from cxr_keras.gan.synthesis_common import SynthesisError, check_out_dir, staged_dir
 
 __all__ = ["SynthesisError", "synthesize"]
 
@@ -25,4 +25,6 @@ def synthesize(run_dir: os.PathLike, records_dir: os.PathLike, out_dir: os.PathL
     """
     spec = registry.get(read_run_config(run_dir)["model"])
     check_out_dir(out_dir, overwrite)
-    return spec.synthesize(load_run(run_dir, checkpoint), records_dir, out_dir, **options)
+    run = load_run(run_dir, checkpoint)
+    with staged_dir(out_dir) as staging:  # the set appears in out_dir whole, or not at all
+        return spec.synthesize(run, records_dir, staging, **options)

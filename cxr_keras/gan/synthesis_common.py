@@ -5,13 +5,18 @@ detection record; every file goes through ``cxr_keras.paths.SynPaths`` and is wr
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Dict
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterator
 
 import numpy as np
 
 from cxr_keras.data.images import encode_png
+from cxr_keras.procs import alive
 from cxr_keras.io_utils import atomic_write_bytes, atomic_write_text
 from cxr_keras.paths import SynPaths
 
@@ -26,11 +31,49 @@ def to_uint8(images) -> np.ndarray:
 
 
 def check_out_dir(out_dir: os.PathLike, overwrite: bool) -> SynPaths:
-    """The SYN/ layout of ``out_dir``; refuse to replace a finished set unless ``overwrite``."""
+    """The SYN/ layout of ``out_dir``; refuse to replace a finished set unless ``overwrite``, and any
+    folder holding other files (``staged_dir`` replaces the whole folder)."""
     syn = SynPaths(out_dir)
     if syn.manifest.exists() and not overwrite:
         raise SynthesisError(f"{syn.root}: already holds a synthetic set; choose another --out or pass --overwrite")
+    if syn.root.exists() and not syn.root.is_dir():
+        raise SynthesisError(f"{syn.root}: is a file, not a folder")
+    ours = {syn.images.name, syn.manifest.name, syn.detection.name}
+    foreign = sorted(p.name for p in syn.root.iterdir() if p.name not in ours) if syn.root.is_dir() else []
+    if foreign:
+        raise SynthesisError(f"{syn.root}: not a synthetic set folder (holds {', '.join(foreign[:5])}); "
+                             "choose a new or empty --out")
     return syn
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir: os.PathLike) -> Iterator[Path]:
+    """A new folder beside ``out_dir`` to write into: it replaces ``out_dir`` (and an earlier set
+    there) only when the block succeeds and is deleted when it fails, so a failure leaves nothing."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.*.tmp"):  # left by a synthesis that was killed
+        pid = stale.name[len(out.name) + 2:].split(".")[0]
+        if pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
+    old = out.with_name(f"{tmp.name[:-len('.tmp')]}.old")
+    try:
+        yield tmp
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp made it private: give it a normal folder's permissions
+        if out.exists():
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if old.exists():
+                os.replace(old, out)  # put the earlier set back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def image_file(syn: SynPaths, name: str) -> str:

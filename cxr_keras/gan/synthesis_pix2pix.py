@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from cxr_keras.config import SynthesisConfig
 from cxr_keras.data.images import box_mask
+from cxr_keras.gan import shards
 from cxr_keras.gan.synthesis_common import SynthesisError, image_file, to_uint8, write_image, write_manifest
 from cxr_keras.paths import RecordsPaths, SynPaths
 from cxr_keras.records.augment import augment_pair
@@ -67,6 +68,20 @@ def load_pairs(path: os.PathLike, image_size: Optional[int] = None, annotated_on
     if not out:
         raise SynthesisError(f"{path}: no annotated pairs")
     return out
+
+
+def check_record_size(path: os.PathLike, image_size: int, run_dir: os.PathLike) -> None:
+    """Refuse a pair record of another image size than the run's generator: resized boxes and masks
+    no longer match pixel for pixel, and the fidelity check would fail for reasons not the generator's."""
+    try:
+        first = next(iter(tf.data.TFRecordDataset(str(path)).take(1)), None)
+    except tf.errors.OpError:
+        return  # missing or corrupt: load_pairs says so
+    size = None if first is None else int(parse_pair(first)["image"].shape[0])
+    if size is not None and size != image_size:
+        raise SynthesisError(f"{path}: the records are {size}x{size} px but the run in {run_dir} generates "
+                             f"{image_size}x{image_size} px; use records made with make_tfrecords.py "
+                             f"--image-size {image_size} (nothing was written)")
 
 
 def kept_annotations(src: SourcePair, same_image: Sequence[SourcePair]) -> List[SourcePair]:
@@ -182,11 +197,12 @@ def keep_or_refuse(job: Job, out: np.ndarray, augmented: bool, run_name: str, sy
 def synthesize_pix2pix(run, records_dir, out_dir, *, count: Optional[int] = None, seed: int = 0,
                        augment: Optional[bool] = None, outputs_per_input: Optional[int] = None,
                        batch_size: int = 8, progress: bool = True, split: str = "train",
-                       per_finding: Optional[int] = None) -> Dict:
+                       per_finding: Optional[int] = None, shard: Optional[shards.Shard] = None) -> Dict:
     """Write SYN/ from a loaded Pix2Pix(-N) run (``gan.runs.LoadedRun``): fidelity-checked composites.
 
     ``count`` images (default 688) cycle through the annotations in a seeded order, each source
     giving at most ``outputs_per_input`` dropout draws; ``per_finding`` is a StarGAN option.
+    ``shard`` (I, N): only shard I's block of batches, for ``gan.shards.merge``.
     """
     if per_finding is not None:
         raise SynthesisError("--per-finding applies to StarGAN runs; use --count for Pix2Pix")
@@ -195,17 +211,20 @@ def synthesize_pix2pix(run, records_dir, out_dir, *, count: Optional[int] = None
     augment = defaults.augment if augment is None else augment
     outputs_per_input = outputs_per_input or defaults.outputs_per_input
     syn = SynPaths(out_dir)
+    check_record_size(RecordsPaths(records_dir).pairs(split), run.cfg.image_size, run.run_dir)
     sources = load_pairs(RecordsPaths(records_dir).pairs(split), run.cfg.image_size)
     by_image: Dict[str, List[SourcePair]] = defaultdict(list)
     for s in sources:
         by_image[s.image_id].append(s)
     jobs = plan_jobs(len(sources), count, outputs_per_input, seed)
-    tf.random.set_seed(seed)  # dropout draws are reproducible for a given seed
+    starts = shards.batch_starts(len(jobs), batch_size, shard)
 
-    bar = tf.keras.utils.Progbar(len(jobs), verbose=1 if progress else 0, unit_name="image")
+    bar = tf.keras.utils.Progbar(sum(len(jobs[s:s + batch_size]) for s in starts), verbose=1 if progress else 0,
+                                 unit_name="image")
     tally = Tally()
     augmentation = run.cfg.augmentation if augment else None
-    for start in range(0, len(jobs), batch_size):
+    for start in starts:
+        tf.random.set_seed(shards.batch_seed(seed, start))  # dropout draws: from (seed, batch), in any shard
         chunk = [make_job(start + j, sources[si], draw, by_image[sources[si].image_id], augmentation, seed)
                  for j, (si, draw) in enumerate(jobs[start:start + batch_size])]
         y = tf.constant(np.stack([job.image for job in chunk])[..., None], tf.float32) / 127.5 - 1.0
@@ -213,7 +232,7 @@ def synthesize_pix2pix(run, records_dir, out_dir, *, count: Optional[int] = None
         out = to_uint8(run.model.generate(y, m, sample=True).numpy()[..., 0])
         for job, image in zip(chunk, out):
             keep_or_refuse(job, image, augment, run.name, syn, tally)
-        bar.update(min(start + batch_size, len(jobs)))
+        bar.add(len(chunk))
 
     write_detection_records(syn.detection, tally.det_items)
     return write_manifest(syn, {
@@ -224,4 +243,5 @@ def synthesize_pix2pix(run, records_dir, out_dir, *, count: Optional[int] = None
         "fidelity": {"checked": tally.checked, "passed": tally.checked - len(tally.failures),
                      "failed": len(tally.failures), "max_abs_diff_inside_boxes": tally.max_diff,
                      "failures": tally.failures, "rule": FIDELITY_RULE},
+        **shards.manifest_entry(shard, starts, len(jobs)),
     })

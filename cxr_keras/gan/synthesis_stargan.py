@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from cxr_keras.config import FINDINGS, SynthesisConfig
+from cxr_keras.gan import shards
 from cxr_keras.gan.inputs import decode_domain_example
 from cxr_keras.gan.synthesis_common import SynthesisError, image_file, to_uint8, write_image, write_manifest
 from cxr_keras.models.stargan import DOMAINS
@@ -64,12 +65,13 @@ def plan_translations(counts: List[int], n_sources: int, seed: int) -> List[Tupl
 def synthesize_stargan(run, records_dir, out_dir, *, per_finding: Optional[int] = None,
                        count: Optional[int] = None, seed: int = 0, split: str = "test",
                        batch_size: int = 8, progress: bool = True, augment: bool = False,
-                       outputs_per_input: Optional[int] = None) -> Dict:
+                       outputs_per_input: Optional[int] = None, shard: Optional[shards.Shard] = None) -> Dict:
     """Translate healthy ``split`` images of RECORDS into every finding with a loaded StarGAN run → SYN/.
 
     ``run`` is a ``gan.runs.LoadedRun``. ``per_finding`` images per pathology (default
     SynthesisConfig.stargan_per_finding = 25), or ``count`` in total. Images are written at the
     generator's size. ``augment`` and ``outputs_per_input`` are Pix2Pix options: refused / ignored here.
+    ``shard`` (I, N): only shard I's block of batches, for ``gan.shards.merge``.
     """
     if augment:
         raise SynthesisError("--augment applies to Pix2Pix sources only; StarGAN translates whole images")
@@ -87,9 +89,11 @@ def synthesize_stargan(run, records_dir, out_dir, *, per_finding: Optional[int] 
         print(f"synthesize: {len(jobs)} outputs from {len(sources)} healthy {split} images: sources are reused",
               file=sys.stderr)
 
-    bar = tf.keras.utils.Progbar(len(jobs), verbose=1 if progress else 0, unit_name="image")
+    starts = shards.batch_starts(len(jobs), batch_size, shard)
+    bar = tf.keras.utils.Progbar(sum(len(jobs[s:s + batch_size]) for s in starts), verbose=1 if progress else 0,
+                                 unit_name="image")
     items, agree = [], 0
-    for start in range(0, len(jobs), batch_size):
+    for start in starts:
         chunk = jobs[start:start + batch_size]
         x = tf.constant(np.stack([sources[si]["image"] for si, _, _ in chunk]), tf.float32)
         fake = run.model.translate(x, tf.constant([d for _, d, _ in chunk], tf.int32))
@@ -102,7 +106,7 @@ def synthesize_stargan(run, records_dir, out_dir, *, per_finding: Optional[int] 
             agree += int(predicted[j] == d)
             items.append({"file": image_file(syn, name), "finding": finding, "domain": d, "source_image": src_id,
                           "ann_ids": [], "boxes": [], "labels": [], "classified_as": DOMAINS[int(predicted[j])]})
-        bar.update(min(start + batch_size, len(jobs)))
+        bar.add(len(chunk))
 
     return write_manifest(syn, {
         "generator": "stargan", "run": str(run.run_dir), "checkpoint": run.checkpoint, "step": run.step,
@@ -113,4 +117,5 @@ def synthesize_stargan(run, records_dir, out_dir, *, per_finding: Optional[int] 
         "domain_agreement": agree / len(items) if items else None,
         "fidelity": {"checked": 0, "passed": 0, "failed": 0, "failures": [],
                      "rule": "not applicable: StarGAN repaints the whole image (no box is kept)"},
+        **shards.manifest_entry(shard, starts, len(jobs)),
     })

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from cxr_keras.data.images import encode_png
+from cxr_keras.gan import distribute
 from cxr_keras.gan.runs import (DivergedError, RunSetup, build, default_strategy, make_checkpoint,
                                 resolve_run, start_run)
 from cxr_keras.io_utils import atomic_write_bytes, atomic_write_text
@@ -109,11 +110,13 @@ class Trainer:
     def __init__(self, setup: RunSetup, strategy: Optional[tf.distribute.Strategy] = None, progress: bool = True):
         self.setup, self.paths, self.cfg = setup, setup.paths, setup.cfg
         self.strategy = strategy or default_strategy()
-        self.model = build(setup.spec, self.cfg, self.strategy, setup.mixed_precision)
+        self.chief = distribute.is_chief(self.strategy)  # the one process that writes files (multi-worker)
+        self.model = build(setup.spec, self.cfg, self.strategy, setup.policy)
         self.counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.checkpoint = make_checkpoint(self.model, self.counter)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.paths.checkpoints),
-                                                  max_to_keep=self.cfg.keep_checkpoints)
+        # verified restore with fallback, no save over a later checkpoint (gan.checkpoints)
+        self.manager = distribute.checkpoint_store(self.checkpoint, self.paths.checkpoints,
+                                                   self.cfg.keep_checkpoints, self.strategy)
         self.progress, self.interactive = progress, sys.stdout.isatty()
         self.total = int(self.cfg.steps)
         self.current = 0
@@ -122,9 +125,8 @@ class Trainer:
 
     def restore(self) -> int:
         """Restore the latest checkpoint of a resumed run (weights, optimizer state, step); return the step."""
-        latest = self.manager.latest_checkpoint
-        if self.setup.resume and latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        latest = self.manager.restore() if self.setup.resume else None
+        if latest:
             print(f"resumed {latest} at step {int(self.counter.numpy())}", file=sys.stderr)
         elif self.setup.resume:
             print(f"{self.paths.root}: no checkpoint yet, starting from step 0", file=sys.stderr)
@@ -135,12 +137,17 @@ class Trainer:
         """The history so far, the data stream, the compiled step and the writers, from the current step."""
         self.history = [r for r in read_history(self.paths.history) if r.get("step", 0) <= self.current]
         # A different data seed after a resume: the shuffled stream does not repeat the first part.
-        dataset = self.setup.spec.dataset(self.setup.records_dir, self.cfg, self.setup.seed + self.current)
-        self.iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
-        self.sample_batch = first_replica_batch(next(iter(dataset)))
+        def stream():
+            return self.setup.spec.dataset(self.setup.records_dir, self.cfg, self.setup.seed + self.current)
+
+        self.iterator = iter(distribute.distribute_batches(self.strategy, stream()))  # replica r: r-th slice
+        # The sample batch from a stream of its own: a second pass over the training one would share its
+        # reshuffle seeds and make the training order after the first epoch depend on a prefetching race.
+        self.sample_batch = first_replica_batch(next(iter(stream())))
         self.train_fn = self.model.make_train_function()
-        self.writer = tf.summary.create_file_writer(str(self.paths.logs))
-        self.bar = tf.keras.utils.Progbar(self.total, verbose=1 if self.progress and self.interactive else 0,
+        self.writer = distribute.summary_writer(self.paths.logs, self.chief)
+        shown = self.progress and self.interactive and self.chief
+        self.bar = tf.keras.utils.Progbar(self.total, verbose=1 if shown else 0,
                                           unit_name="step")
         self.model.reset_metrics()
         self.t_log = time.perf_counter()
@@ -173,8 +180,9 @@ class Trainer:
                 if k != "step":
                     tf.summary.scalar(k, v)
         self.history.append(row)
-        write_history(self.paths.history, self.history)
-        if self.progress and not self.interactive:  # a plain line per log step for files and CI logs
+        if self.chief:
+            write_history(self.paths.history, self.history)
+        if self.progress and self.chief and not self.interactive:  # a plain line per log step for files and CI logs
             print(f"step {n}/{self.total} " + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "step"),
                   flush=True)
         self.model.reset_metrics()
@@ -182,6 +190,8 @@ class Trainer:
 
     def sample(self, n: int) -> None:
         """The model's sample grid of the fixed batch: a TensorBoard image and ``RunPaths.sample(n)``."""
+        if not self.chief:
+            return
         grid = self.model.sample_images(self.sample_batch)
         with self.writer.as_default(step=n):
             tf.summary.image("x | composite | y", grid, max_outputs=min(4, int(grid.shape[0])))
@@ -242,7 +252,8 @@ def train(
     seed: int = 0,
     preset: str = "paper",
     mixed_precision: bool = False,
-    strategy: Optional[tf.distribute.Strategy] = None,
+    precision: Optional[str] = None,
+    strategy=None,
     progress: bool = True,
     on_step: Optional[Callable[[int, Dict[str, float], Any], None]] = None,
     on_start: Optional[Callable[[int, Any], None]] = None,
@@ -253,10 +264,15 @@ def train(
     reads the run's config instead (only ``steps`` may change), restores the latest checkpoint
     (weights, optimizer state, step) and continues. ``on_step(step, losses, model)`` is called
     after every step (tests use it to simulate a crash); ``on_start(step, model)`` once after restore.
+    ``precision``: ``gan.precision.PRECISIONS`` (None: float32, or the older ``mixed_precision``);
+    ``strategy``: a ``tf.distribute.Strategy`` or a ``gan.distribute.STRATEGIES`` name (only the chief writes).
     """
+    if strategy is None or isinstance(strategy, str):
+        strategy = distribute.make_strategy(strategy or "auto")
     setup = resolve_run(model_name, records_dir, run_dir, cfg, steps=steps, resume=resume, seed=seed,
-                        preset=preset, mixed_precision=mixed_precision)
-    start_run(setup)
+                        preset=preset, mixed_precision=mixed_precision, precision=precision)
+    if distribute.is_chief(strategy):
+        start_run(setup)
     trainer = Trainer(setup, strategy, progress)
     start = trainer.restore()
     if on_start is not None:

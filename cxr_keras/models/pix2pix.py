@@ -4,7 +4,11 @@ Images live in [-1, 1]. With y the real image and m the box mask (1 inside the b
     x  = y·m in [0, 1] intensity space, i.e. ``tf.where(m > 0.5, y, -1)`` here (black outside the box)
     x̃ = x + G(x)·(1 − m), computed as ``tf.where(m > 0.5, x, G(x))`` so the box is kept bit for bit
 D sees (x, x̃) against (x, y); the generator loss is L_GAN + λ·|y − x̃|₁, so G is graded only on the
-region it paints (inside the box the composite equals y exactly and no gradient reaches G).
+region it paints (inside the box the composite equals y exactly and no gradient reaches G). With
+``l1_region="whole"`` the L1 term is |y − G(x)|₁ instead: G also reproduces the box it is given, so what
+it paints around the box continues it without a seam (the composite still copies the box bit for bit).
+``upsample="resize"`` swaps the decoder's transposed convolutions for resize-convolutions, which cannot
+paint the stride-periodic texture (the ribbed band at the top edge) on the flat background of x.
 """
 from __future__ import annotations
 
@@ -13,12 +17,14 @@ from typing import Dict, Optional
 import tensorflow as tf
 
 from cxr_keras.config import Pix2PixConfig
-from cxr_keras.models.layers import DownBlock, UpBlock, conv_init, make_norm
+from cxr_keras.models.layers import (DownBlock, UpBlock, conv_init, learning_rate_schedule, make_norm,
+                                     upsampling_conv)
 from cxr_keras.models.optim import FusedAdam
 
 BACKGROUND = -1.0  # value of the masked-out pixels in [-1, 1] space (0 in [0, 1] space)
 # What one train step reports, each with a mean tracker in ``Pix2Pix.metrics``.
 LOSSES = ("g_loss", "g_gan", "l1", "d_loss", "d_real", "d_fake")
+L1_REGIONS = ("painted", "whole")  # Pix2PixConfig.l1_region
 
 
 def default_num_downs(image_size: int) -> int:
@@ -46,7 +52,7 @@ class UNetGenerator(tf.keras.Model):
     """
 
     def __init__(self, num_downs: int = 8, filters: int = 64, channels: int = 1, norm: str = "instance",
-                 dropout: float = 0.5, **kwargs):
+                 dropout: float = 0.5, upsample: str = "transpose", **kwargs):
         super().__init__(**kwargs)
         if num_downs < 2:
             raise ValueError(f"num_downs must be >= 2, got {num_downs}")
@@ -55,10 +61,9 @@ class UNetGenerator(tf.keras.Model):
         # Outermost (raw image) and innermost (1×1 at 256) levels carry no normalisation.
         self.downs = [DownBlock(w, norm, use_norm=0 < i < num_downs - 1, name=f"down{i}")
                       for i, w in enumerate(widths)]
-        self.ups = [UpBlock(widths[num_downs - 2 - j], norm, dropout if j < 3 else 0.0, name=f"up{j}")
+        self.ups = [UpBlock(widths[num_downs - 2 - j], norm, dropout if j < 3 else 0.0, upsample, name=f"up{j}")
                     for j in range(num_downs - 1)]
-        self.last = tf.keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same",
-                                                    kernel_initializer=conv_init(), name="last")
+        self.last = upsampling_conv(channels, upsample, use_bias=True, name="last")
 
     def call(self, x, training=None, sample=False):
         skips = []
@@ -123,10 +128,12 @@ class Pix2Pix(tf.keras.Model):
         super().__init__(**kwargs)
         self.cfg = cfg
         self.generator = UNetGenerator(resolve_num_downs(cfg), cfg.gen_filters, cfg.channels, cfg.norm,
-                                       cfg.dropout, name="generator")
+                                       cfg.dropout, cfg.upsample, name="generator")
         self.discriminator = PatchDiscriminator(cfg.disc_filters, cfg.disc_layers, cfg.norm,
                                                 name="discriminator")
         self.lambda_l1 = cfg.lambda_l1
+        if cfg.l1_region not in L1_REGIONS:
+            raise ValueError(f"unknown l1_region {cfg.l1_region!r}; use one of {', '.join(L1_REGIONS)}")
         self.trackers = [tf.keras.metrics.Mean(name=k) for k in LOSSES]
 
     @property
@@ -177,7 +184,8 @@ class Pix2Pix(tf.keras.Model):
             real_logits = self.discriminator((x, y), training=training)
             fake_logits = self.discriminator((x, fake), training=training)
         g_gan = _bce_mean(1.0, fake_logits)
-        l1 = tf.reduce_mean(tf.abs(y - fake))
+        # "whole": G also reproduces the box it is given, so its painting continues the box seamlessly.
+        l1 = tf.reduce_mean(tf.abs(y - (pred if self.cfg.l1_region == "whole" else fake)))
         d_real = _bce_mean(1.0, real_logits)
         d_fake = _bce_mean(0.0, fake_logits)
         return {"g_loss": g_gan + self.lambda_l1 * l1, "g_gan": g_gan, "l1": l1,
@@ -186,11 +194,18 @@ class Pix2Pix(tf.keras.Model):
 
     @staticmethod
     def _apply(opt, tape, loss, variables):
+        """Step ``opt`` on ``loss`` (already loss-scaled by ``_scaled`` inside the tape under float16)."""
+        grads = tape.gradient(loss, variables)
         if isinstance(opt, tf.keras.mixed_precision.LossScaleOptimizer):
-            grads = opt.get_unscaled_gradients(tape.gradient(opt.get_scaled_loss(loss), variables))
-        else:
-            grads = tape.gradient(loss, variables)
+            grads = opt.get_unscaled_gradients(grads)
         opt.apply_gradients(zip(grads, variables))
+
+    @staticmethod
+    def _scaled(opt, loss):
+        """The loss the tape differentiates: multiplied by the loss scale under a float16 policy."""
+        if isinstance(opt, tf.keras.mixed_precision.LossScaleOptimizer):
+            return opt.get_scaled_loss(loss)
+        return loss
 
     def train_step(self, batch):
         y = tf.cast(batch["image"], tf.float32)
@@ -200,7 +215,8 @@ class Pix2Pix(tf.keras.Model):
         n = float(tf.distribute.get_strategy().num_replicas_in_sync)
         with tf.GradientTape(persistent=True) as tape:
             out = self.losses_for(y, mask, training=True)
-            g_loss, d_loss = out["g_loss"] / n, out["d_loss"] / n
+            g_loss = self._scaled(self.g_optimizer, out["g_loss"] / n)
+            d_loss = self._scaled(self.d_optimizer, out["d_loss"] / n)
         self._apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
         self._apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
         del tape
@@ -222,8 +238,9 @@ class Pix2Pix(tf.keras.Model):
 
 
 def make_optimizer(cfg: Pix2PixConfig) -> tf.keras.optimizers.Optimizer:
-    """Adam(2e-4, β₁ = 0.5) with the fused update kernel, loss-scaled under a float16 policy."""
-    opt = FusedAdam(cfg.learning_rate, beta_1=cfg.beta_1)
+    """Adam(2e-4, β₁ = 0.5) with the fused update kernel, loss-scaled under a float16 policy; the learning
+    rate is constant, then linear to 0 over the second half of the run (``gan.schedule``)."""
+    opt = FusedAdam(learning_rate_schedule(cfg), beta_1=cfg.beta_1)
     if tf.keras.mixed_precision.global_policy().name == "mixed_float16":
         opt = tf.keras.mixed_precision.LossScaleOptimizer(opt)
     return opt

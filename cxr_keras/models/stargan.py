@@ -5,10 +5,11 @@ translates whole healthy images into a pathology domain. Architecture and losses
 official StarGAN code: a residual generator fed the target domain as one-hot maps, a PatchGAN
 critic with an auxiliary domain classifier, WGAN-GP + domain classification + cycle losses.
 
-``n_critic``: one ``train_step`` is one critic update; the generator is updated inside the same
-compiled step, through ``tf.cond`` on the step counter, every ``n_critic``-th step (step index
-i updates G when (i + 1) % n_critic == 0, as the official loop). Losses of the generator are
-carried over between its updates so every step reports all of them.
+``n_critic``: one ``train_step`` is one critic update; the generator is updated in the same step
+every ``n_critic``-th step (step index i updates G when (i + 1) % n_critic == 0, as the official
+loop): ``make_train_function`` compiles both kinds of step and picks one from the step counter, so it
+runs under tf.distribute too. Losses of the generator are carried over between its updates so every
+step reports all of them.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from typing import Callable, Dict, Optional, Tuple
 import tensorflow as tf
 
 from cxr_keras.config import FINDINGS, StarGANConfig
-from cxr_keras.models.layers import InstanceNormalization
+from cxr_keras.models.layers import (  # noqa: F401 (LinearDecay: re-exported)
+    InstanceNormalization, LinearDecay, learning_rate_schedule)
 from cxr_keras.models.optim import FusedAdam
 
 # Domain 0 is healthy; domains 1..6 are the findings in label-map order (same ids as `label`).
@@ -102,7 +104,7 @@ class StarGANGenerator(tf.keras.Model):
             h = block(h)
         for conv, norm in self.up:
             h = tf.nn.relu(norm(conv(h)))
-        return tf.tanh(self.head(h))
+        return tf.tanh(tf.cast(self.head(h), tf.float32))  # float32 out under a mixed policy too
 
 
 class StarGANDiscriminator(tf.keras.Model):
@@ -130,8 +132,8 @@ class StarGANDiscriminator(tf.keras.Model):
         h = x
         for conv in self.convs:
             h = tf.nn.leaky_relu(conv(h), alpha=0.01)
-        src = self.src_head(h)
-        cls = tf.reshape(self.cls_head(h), [-1, self.n_domains])
+        src = tf.cast(self.src_head(h), tf.float32)  # the losses stay float32 under a mixed policy
+        cls = tf.reshape(tf.cast(self.cls_head(h), tf.float32), [-1, self.n_domains])
         return src, cls
 
 
@@ -162,35 +164,17 @@ def classification_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
         labels=tf.cast(labels, tf.int32), logits=logits))
 
 
-class LinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
-    """Constant ``base`` until ``start``, then linear to 0 at ``total`` (StarGAN's second-half decay)."""
-
-    def __init__(self, base: float, total: int, start: int):
-        self.base, self.total, self.start = float(base), int(total), int(start)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        span = float(max(self.total - self.start, 1))
-        frac = tf.clip_by_value((step - self.start) / span, 0.0, 1.0)
-        return self.base * (1.0 - frac)
-
-    def get_config(self):
-        return {"base": self.base, "total": self.total, "start": self.start}
-
-
 def make_optimizers(cfg: StarGANConfig) -> Tuple[tf.keras.optimizers.Optimizer, tf.keras.optimizers.Optimizer]:
-    """Adam(lr, β₁, β₂) for G and D with linear decay over the last (1 − decay_start_frac) of training.
+    """Adam(lr, β₁, β₂) for G and D with the run's schedule (``gan.schedule``: linear decay over the last
+    (1 − decay_start_frac) of training, kept continuous by a resume that changes the length).
 
     D is stepped every train step; G every ``n_critic``-th, so its schedule counts G updates.
     """
-    d_total = max(int(cfg.steps), 1)
-    g_total = max(d_total // max(cfg.n_critic, 1), 1)
-
-    def adam(total):
-        sched = LinearDecay(cfg.learning_rate, total, int(total * cfg.decay_start_frac))
+    def adam(step_scale):
+        sched = learning_rate_schedule(cfg, step_scale)
         return FusedAdam(sched, beta_1=cfg.beta_1, beta_2=cfg.beta_2, jit_compile=False)
 
-    return adam(g_total), adam(d_total)
+    return adam(max(cfg.n_critic, 1)), adam(1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,9 +206,12 @@ class StarGAN(tf.keras.Model):
         x = tf.zeros([1, cfg.image_size, cfg.image_size, cfg.channels])
         self.generator((x, tf.zeros([1, n_domains])))
         self.discriminator(x)
-        self.step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.rng = tf.random.Generator.from_seed(seed)
-        self.last_g = {k: tf.Variable(0.0, trainable=False, name=f"last_{k}")
+        # Under tf.distribute every replica steps the counter alike (first replica's value kept) and the
+        # carried-over generator losses hold the mean over the replicas.
+        self.step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.rng = tf.random.Generator.from_seed(seed)  # checkpointed; its state seeds ``_draws`` (never advanced)
+        self.last_g = {k: tf.Variable(0.0, trainable=False, name=f"last_{k}", aggregation=tf.VariableAggregation.MEAN)
                        for k in ("g_loss", "g_fake", "g_cls", "g_rec")}
         self.g_optimizer = None
         self.d_optimizer = None
@@ -271,8 +258,22 @@ class StarGAN(tf.keras.Model):
     def _critic_src(self, x):
         return self.discriminator(x, training=True)[0]
 
+    def _draws(self, b):
+        """Target domains and gradient-penalty mixing weights of this replica's ``b`` samples: drawn for
+        the whole global batch from (checkpointed seed, step) and sliced, so every replica count draws
+        the same numbers per sample as one device, and a resumed run the same as an uninterrupted one."""
+        ctx = tf.distribute.get_replica_context()
+        n, r = (ctx.num_replicas_in_sync, ctx.replica_id_in_sync_group) if ctx else (1, 0)
+        seed = tf.stack([self.rng.state[0], self.step_counter.read_value()])
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        first = tf.cast(r, tf.int32) * b
+        trg = tf.random.stateless_uniform([b * n], seeds[0], 0, self.n_domains, dtype=tf.int32)
+        alpha = tf.random.stateless_uniform([b * n, 1, 1, 1], seeds[1])
+        return trg[first:first + b], alpha[first:first + b]
+
     def _g_update(self, x, c_org, c_trg, trg):
         cfg = self.cfg
+        n = tf.distribute.get_strategy().num_replicas_in_sync  # replicas' gradients are summed
         with tf.GradientTape() as tape:
             fake = self.generator((x, c_trg), training=True)
             src, cls = self.discriminator(fake, training=True)
@@ -281,7 +282,8 @@ class StarGAN(tf.keras.Model):
             rec = self.generator((fake, c_org), training=True)
             g_rec = tf.reduce_mean(tf.abs(x - rec))
             g_loss = g_fake + cfg.lambda_rec * g_rec + cfg.lambda_cls * g_cls
-        grads = tape.gradient(g_loss, self.generator.trainable_variables)
+            replica_share = g_loss / n
+        grads = tape.gradient(replica_share, self.generator.trainable_variables)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
         values = {"g_loss": g_loss, "g_fake": g_fake, "g_cls": g_cls, "g_rec": g_rec}
         for k, v in values.items():
@@ -294,18 +296,21 @@ class StarGAN(tf.keras.Model):
     # No Python control flow on tensors here (tf.cond is explicit), so autograph is skipped: it
     # would only spend seconds rewriting every Keras layer's source at each first trace.
     @tf.autograph.experimental.do_not_convert
-    def train_step(self, data):
+    def train_step(self, data, update_g: Optional[bool] = None):
+        """One critic step, and the generator's when due: decided by ``tf.cond`` on the step counter
+        (``update_g=None``, one device) or by the caller (``make_train_function``: under tf.distribute
+        no optimizer may step inside a ``tf.cond``). Losses are divided by the replica count, as the
+        replicas' gradients and Keras' returned values are summed."""
         if self.d_optimizer is None:
             raise RuntimeError("StarGAN: call compile() before training")
         batch = data[0] if isinstance(data, (tuple, list)) else data
         cfg = self.cfg
+        n = tf.distribute.get_strategy().num_replicas_in_sync
         x = tf.convert_to_tensor(batch["image"], tf.float32)
         label = tf.cast(batch["label"], tf.int32)
-        b = tf.shape(x)[0]
-        trg = self.rng.uniform([b], 0, self.n_domains, dtype=tf.int32)
+        trg, alpha = self._draws(tf.shape(x)[0])
         c_org = tf.one_hot(label, self.n_domains)
         c_trg = tf.one_hot(trg, self.n_domains)
-        alpha = self.rng.uniform([b, 1, 1, 1])
 
         # Critic update: real vs fake (WGAN), gradient penalty, domain classification of reals.
         fake = tf.stop_gradient(self.generator((x, c_trg), training=True))
@@ -317,18 +322,53 @@ class StarGAN(tf.keras.Model):
             d_fake = tf.reduce_mean(src_fake)
             d_gp = gradient_penalty(self._critic_src, x, fake, alpha)
             d_loss = d_real + d_fake + cfg.lambda_cls * d_cls + cfg.lambda_gp * d_gp
-        grads = tape.gradient(d_loss, self.discriminator.trainable_variables)
+            replica_share = d_loss / n
+        grads = tape.gradient(replica_share, self.discriminator.trainable_variables)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables))
 
         # Generator update every n_critic-th step.
-        update_g = tf.equal((self.step_counter + 1) % cfg.n_critic, 0)
-        g_loss, g_fake, g_cls, g_rec = tf.cond(
-            update_g, lambda: self._g_update(x, c_org, c_trg, trg), self._g_skip)
+        if update_g is None:
+            g_loss, g_fake, g_cls, g_rec = tf.cond(
+                self._g_due(), lambda: self._g_update(x, c_org, c_trg, trg), self._g_skip)
+        else:
+            g_loss, g_fake, g_cls, g_rec = self._g_update(x, c_org, c_trg, trg) if update_g else self._g_skip()
         self.step_counter.assign_add(1)
         values = dict(zip(LOSSES, (d_loss, d_real, d_fake, d_cls, d_gp, g_loss, g_fake, g_cls, g_rec)))
-        for tracker in self.trackers:
+        for tracker in self.trackers:  # per replica: their mean over the replicas is the global one
             tracker.update_state(values[tracker.name])
-        return values
+        return {k: v / n for k, v in values.items()}
+
+    def _g_due(self):
+        """True at the steps that update the generator: step index i with (i + 1) % n_critic == 0."""
+        return tf.equal((self.step_counter + 1) % self.cfg.n_critic, 0)
+
+    def make_train_function(self, force: bool = False):
+        """Keras' compiled step (``fit``, ``train_on_batch``, the training loop) as two ``tf.function``s,
+        critic only and critic + generator, picked per step from the step counter: under tf.distribute on
+        CPUs an optimizer step inside ``tf.cond`` is refused (its gradient aggregation is a merge call)."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        strategy = self.distribute_strategy
+
+        def compiled(update_g: bool):
+            def replica_step(data):
+                out = self.train_step(data, update_g=update_g)
+                with tf.control_dependencies(list(out.values())):
+                    self._train_counter.assign_add(1)
+                return out
+
+            def step(iterator):
+                out = strategy.run(replica_step, args=(next(iterator),))
+                return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
+            return step if self.run_eagerly else tf.function(step, reduce_retracing=True)
+
+        critic, both = compiled(False), compiled(True)
+
+        def train_function(iterator):
+            return (both if bool(self._g_due().numpy()) else critic)(iterator)
+
+        self.train_function = train_function
+        return train_function
 
     def sample_images(self, batch, max_inputs: int = 4) -> tf.Tensor:
         """[b, S, 8·S, 1] in [0, 1] for the first ``max_inputs`` images: input, then all 7 domains."""
@@ -351,11 +391,12 @@ def build_stargan(cfg: StarGANConfig = StarGANConfig(), seed: int = 0, n_domains
 
 
 def build_model(cfg: StarGANConfig, strategy: Optional[tf.distribute.Strategy] = None) -> StarGAN:
-    """A compiled, fully built StarGAN under ``strategy`` (float32 only: WGAN-GP's double backprop
-    is not loss-scaled here, so a mixed-precision policy is refused rather than silently unstable)."""
+    """A compiled, fully built StarGAN under ``strategy`` (float32 or mixed_bfloat16: WGAN-GP's double
+    backprop is not loss-scaled here, so float16 is refused rather than silently unstable)."""
     policy = tf.keras.mixed_precision.global_policy().name
-    if policy != "float32":
-        raise ValueError(f"StarGAN supports float32 only, not the {policy!r} policy (drop --mixed-precision)")
+    if policy not in ("float32", "mixed_bfloat16"):
+        raise ValueError(f"StarGAN trains in float32 or mixed_bfloat16, not the {policy!r} policy "
+                         f"(use --precision bfloat16 or float32)")
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         return build_stargan(cfg)

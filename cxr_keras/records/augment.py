@@ -81,7 +81,10 @@ def augment_pair(ex: Dict[str, tf.Tensor], cfg: AugmentConfig, seed: tf.Tensor) 
     out["box"] = box_from_mask(out["mask"])
     had_box = tf.reduce_any(ex["mask"] > 0.5)
     lost_box = tf.logical_and(had_box, tf.logical_not(tf.reduce_any(out["mask"] > 0.5)))
-    return tf.cond(lost_box, lambda: dict(ex), lambda: out)
+    # The fallback is the input with the same keys as ``out`` (its box from its own mask), so callers
+    # that read ``box`` work either way (an example given without one raised KeyError: 'box').
+    unchanged = {**ex, "box": box_from_mask(ex["mask"])}
+    return tf.cond(lost_box, lambda: unchanged, lambda: out)
 
 
 def augment_dataset(ds: tf.data.Dataset, cfg: AugmentConfig, seed: int = 0) -> tf.data.Dataset:

@@ -7,7 +7,9 @@ order (never by joining a user-supplied path), and nothing outside STUDY_DIR/ima
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -18,6 +20,23 @@ from cxr_keras.study import db as study_db
 from cxr_keras.study.layout import ID_PATTERN, load_study, paths
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+TOKEN_IN_PATH = re.compile(r"(/r/)[^/\s?#\"']+")
+
+
+def mask_tokens(text: str) -> str:
+    """``/r/<token>`` → ``/r/***``: a reader's token is their password, so no log line may hold it."""
+    return TOKEN_IN_PATH.sub(r"\1***", text)
+
+
+class _MaskTokens(logging.Filter):
+    """Masks reader tokens in the log records of Werkzeug's access log and of the app."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = mask_tokens(record.getMessage()), None
+        return True
+
+
+TOKEN_FILTER = _MaskTokens()
 
 
 def create_app(study_dir: os.PathLike) -> Flask:
@@ -33,6 +52,7 @@ def create_app(study_dir: os.PathLike) -> Flask:
     app = Flask("cxr_keras.study", template_folder=str(PACKAGE_DIR / "templates"),
                 static_folder=str(PACKAGE_DIR / "static"), static_url_path="/static")
     app.config.update(MAX_CONTENT_LENGTH=4096, JSON_SORT_KEYS=False)
+    app.logger.addFilter(TOKEN_FILTER)
 
     def conn() -> sqlite3.Connection:
         if "conn" not in g:
@@ -135,6 +155,7 @@ def serve(study_dir: os.PathLike, host: str = "127.0.0.1", port: int = 8000,
     if not is_loopback(host):
         print(f"warning: serving on {host}: readers' links travel unencrypted (no TLS); "
               "prefer 127.0.0.1 behind an SSH tunnel or a TLS proxy", file=out)
+    logging.getLogger("werkzeug").addFilter(TOKEN_FILTER)  # the access log: tokens masked
     server = make_server(host, port, app, threaded=True)
     print(f"reader study on http://{host}:{server.server_port}/ (links: reader_study.py links STUDY_DIR)",
           file=out, flush=True)

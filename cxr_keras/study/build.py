@@ -2,7 +2,8 @@
 
 Per source (real + each generator) ``per_finding`` images of each finding are drawn with a seed,
 their borders are cropped (GAN border artefacts would give fakes away), they are resized to
-``image_size``, shuffled together and renamed to random opaque ids. The key (id → source, finding,
+``image_size``, shuffled together, renamed to random opaque ids and written as uncompressed PNGs of one
+byte size whatever their source (``STUDY_PNG_COMPRESSION``). The key (id → source, finding,
 origin) goes to STUDY_DIR/private/key.json, which the web app never serves.
 """
 from __future__ import annotations
@@ -30,6 +31,10 @@ from cxr_keras.study.layout import REAL, SOURCE_NAME, STUDY_VERSION, StudyError,
 
 REAL_SPLITS = {"test": ("test",), "train": ("train",), "test+train": ("test", "train"),
                "all": ("test", "train")}
+# Every served image: 8-bit gray, image_size², stored uncompressed (zlib level 0). A compressed PNG's
+# size follows its content (noise compresses badly) and a browser shows it; uncompressed, every study
+# image has the same byte count and the same chunks, whatever its source.
+STUDY_PNG_COMPRESSION = 0
 
 
 @dataclass
@@ -350,7 +355,7 @@ def _write_images(p: StudyPaths, items: Sequence[Candidate], ids: Sequence[str],
             img = crop_resize(c.load(), cfg.border_crop_frac, cfg.image_size)
         except ImageError as exc:
             raise StudyError(f"source {c.source!r}: {exc}") from None
-        p.image(image_id).write_bytes(encode_png(img, compression=6))  # every image encoded alike
+        p.image(image_id).write_bytes(encode_png(img, compression=STUDY_PNG_COMPRESSION))
         key[image_id] = {"source": c.source, "finding": c.finding, "origin": c.origin}
         order.append(image_id)
     return key, order

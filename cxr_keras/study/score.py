@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import re
 from itertools import combinations
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -115,6 +116,12 @@ def score_study(study_dir: os.PathLike) -> Dict:
 
 
 # -- rendering -----------------------------------------------------------------------------------
+def md_escape(text: str) -> str:
+    """User text (a reader's name, a generator's) safe in a Markdown table cell: one line, with the
+    characters that break a table or make links, code, emphasis or HTML backslash-escaped."""
+    return re.sub(r"([\\`*\[\]<>|])", r"\\\1", " ".join(str(text).split()))
+
+
 def _fmt(x: Optional[float], digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -171,6 +178,7 @@ def markdown(result: Mapping, title: str = "Table 1: number of images judged rea
     """Table 1 plus reader metrics and kappa as Markdown ('|' inside cells is escaped)."""
     table = result["table"]
     rows = table_rows(table, "\\|")
+    rows = [[md_escape(c) for c in rows[0]]] + [[md_escape(r[0]), *r[1:]] for r in rows[1:]]
     lines = [f"# {title}", ""]
     readers = table["readers"]
     names = result.get("reader_names", {})
@@ -183,7 +191,7 @@ def markdown(result: Mapping, title: str = "Table 1: number of images judged rea
     lines += ["", "## Readers (a fake is the positive class)", "",
               "| Reader | Answered | Sensitivity | Specificity | Accuracy |", "|---|---|---|---|---|"]
     for r, m in result["metrics"].items():
-        label = f"{r} ({names[r]})" if r in names and names[r] != r else r
+        label = f"{r} ({md_escape(names[r])})" if r in names and names[r] != r else r
         lines.append(f"| {label} | {m['answered']} of {result['total_images']} | {_fmt(m['sensitivity'])} | "
                      f"{_fmt(m['specificity'])} | {_fmt(m['accuracy'])} |")
     lines += ["", "## Agreement (Cohen's kappa)", ""]

@@ -164,20 +164,34 @@ def test_empty_window_and_bad_selection():
         loc.best_in_window(BY_STEP, 1000, 500, select="mean")
 
 
+def _scores_run(folder, by_step):
+    """A run folder holding only scores.csv (no kept detections): counts without intervals."""
+    folder.mkdir(parents=True)
+    for step, c in by_step.items():
+        loc.append_scores(folder / "scores.csv", step, c, 0.1, "top1", 0.5)
+    return folder
+
+
 def test_table_rows_markdown_and_csv(tmp_path):
-    runs = {"ori": BY_STEP, "ori_pix2pix": {1000: counts(4, 0)}}
-    rows = loc.table2(runs, [1000, 3000], 500, findings=("A", "B"))
+    import csv
+
+    from cxr_keras.detection.table2 import Settings, evaluate_runs
+
+    runs = [_scores_run(tmp_path / "ori", BY_STEP), _scores_run(tmp_path / "ori_pix2pix", {1000: counts(4, 0)})]
+    written = evaluate_runs(runs, tmp_path / "out", Settings((1000, 3000), 500, select="per_finding",
+                                                             coco=False, findings=("A", "B")))
+    with open(written["csv"]) as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 2 * 2 * 3
     cell = {(r["protocol"], r["window"], r["finding"]): r for r in rows}
-    assert cell[("ori", 1000, "A")]["accuracy"] == 0.75
-    assert cell[("ori_pix2pix", 1000, "Total")]["correct"] == 4
-    assert cell[("ori", 3000, "A")]["accuracy"] == ""  # nothing scored in that window
-    md, csv_path = loc.write_table2(rows, tmp_path, 0.1, 500)
-    text = md.read_text()
+    assert cell[("ori", "1000", "A")]["accuracy"] == "0.75"
+    assert cell[("ori_pix2pix", "1000", "Total")]["correct"] == "4"
+    assert cell[("ori", "3000", "A")]["accuracy"] == ""  # nothing scored in that window
+    text = written["markdown"].read_text()
     assert "| Finding | ori @1000 | ori @3000 | ori_pix2pix @1000 | ori_pix2pix @3000 |" in text
     assert "| A | 75.0 (3/4) | – | 100.0 (4/4) | – |" in text
-    assert "**Total**" in text
-    assert csv_path.read_text().splitlines()[0].startswith("protocol,window,finding,correct")
+    assert "**Total**" in text and "TEST set" in text  # the paper's per-row choice is labelled
+    assert written["csv"].read_text().splitlines()[0].startswith("iou,protocol,seed,window,finding,correct")
 
 
 def test_scores_csv_round_trip_and_filtering(tmp_path):
@@ -224,11 +238,13 @@ def test_runs_are_rescored_from_kept_detections(tmp_path):
     run_b.mkdir()
     loc.append_scores(run_b / "scores.csv", 120, {"A": (1, 1), "B": (0, 1), "C": (0, 0),
                                                   loc.TOTAL: (1, 2)}, 0.1, "top1", 0.5)
-    written = loc.evaluate_runs([run_a, run_b], tmp_path / "out", [100, 200], 50, 0.1,
-                                findings=FINDINGS)
+    from cxr_keras.detection.table2 import Settings, evaluate_runs
+
+    written = evaluate_runs([run_a, run_b], tmp_path / "out", Settings((100, 200), 50, findings=FINDINGS))
     md = written["markdown"].read_text()
     assert "| Finding | ori @100 | ori @200 | pix @100 | pix @200 |" in md
-    assert "| **Total** | 50.0 (1/2) | 0.0 (0/2) | 50.0 (1/2) | – |" in md
+    # kept detections give intervals over the (two) test images; scores.csv alone gives counts only
+    assert "| **Total** | 50.0 (1/2) [0.0, 100.0] | 0.0 (0/2) [0.0, 0.0] | 50.0 (1/2) | – |" in md
     assert written["plot"].is_file() and written["csv"].is_file()
     with pytest.raises(ValueError, match="no rows for IoU 0.5"):
         loc.run_counts(run_b, 0.5, findings=FINDINGS)

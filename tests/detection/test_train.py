@@ -162,11 +162,14 @@ def test_cpu_preset_two_protocols_export_and_table2(make_records, tmp_path):
     _run(["evaluate_localisation", "--runs", runs["ori"], runs["ori_pix2pix"],
           "--iou", 0.1, "--steps", "2", "--window", 1, "--out", out])
     md = (out / "table2.md").read_text()
-    assert "| Finding | ori @2 | ori_pix2pix @2 |" in md and "**Total**" in md
+    assert "| Finding | prior box | ori @2 | ori_pix2pix @2 |" in md and "**Total**" in md
     with open(out / "table2.csv") as fh:
         table = list(csv.DictReader(fh))
     assert {(r["protocol"], r["finding"]) for r in table} >= {("ori", "Total"), ("ori_pix2pix", "Total")}
-    assert all(r["best_step"] in ("1", "2") for r in table if r["total"] not in ("", "0"))
+    assert all(r["best_step"] in ("1", "2") for r in table
+               if r["total"] not in ("", "0") and r["protocol"] != "prior_box")
+    # beside the prior-box baseline (priors from the configs' real training record), with intervals
+    assert (out / "differences.csv").is_file() and "ori_pix2pix − ori @2" in md
     assert (out / "accuracy_vs_steps.png").read_bytes()[:4] == b"\x89PNG"
 
     # the exported SavedModel, scored with the same code, reproduces the final checkpoint exactly
@@ -232,7 +235,7 @@ def test_watcher_scores_windows_deletes_and_bounds_the_disk(records_dir, tmp_pat
 
     monkeypatch.setattr(inference.CheckpointDetector, "for_config",
                         classmethod(lambda cls, config: SlowScorer()))
-    monkeypatch.setattr(odt, "child_command", lambda config, mdir, steps, every: [
+    monkeypatch.setattr(odt, "child_command", lambda config, mdir, steps, every, seed=None: [
         sys.executable, "-c", FAKE_TRAINER, str(mdir), str(steps), str(every)])
     cfg = replace(preset("quick").detection, checkpoint_every=2, eval_steps=(10,), window=4)
     config = make_od_configs(root, tmp_path / "od", cfg, protocols=["ori"], steps=20)["ori"]
@@ -252,7 +255,7 @@ def test_watcher_scores_windows_deletes_and_bounds_the_disk(records_dir, tmp_pat
 def test_a_failing_trainer_raises_detector_training_error(records_dir, tmp_path, monkeypatch):
     """The child's exit code and the end of its log reach the caller as DetectorTrainingError."""
     root, _ = records_dir
-    monkeypatch.setattr(odt, "child_command", lambda config, mdir, steps, every: [
+    monkeypatch.setattr(odt, "child_command", lambda config, mdir, steps, every, seed=None: [
         sys.executable, "-c", "import sys; print('trainer says boom'); sys.exit(5)"])
     cfg = replace(preset("quick").detection, checkpoint_every=2, eval_steps=(2,), window=0)
     config = make_od_configs(root, tmp_path / "od", cfg, protocols=["ori"], steps=2)["ori"]

@@ -5,7 +5,8 @@ from cxr_keras.cli import train_gan
 from cxr_keras.config import PRESETS
 
 # train()'s own arguments and the CLI's switches; every other flag sets the config field of its name
-LOOP_ARGUMENTS = {"help", "model", "records", "out", "preset", "steps", "resume", "seed", "mixed_precision", "quiet"}
+LOOP_ARGUMENTS = {"help", "model", "records", "out", "preset", "steps", "resume", "seed", "mixed_precision", "quiet",
+                  "precision", "strategy", "cpu_devices"}
 
 
 def test_every_other_flag_is_a_config_field():

@@ -74,3 +74,51 @@ def test_a_box_pushed_out_of_the_image_is_not_lost():
     for s in range(10):
         out = augment_pair(ex, cfg, tf.constant([s, 0]))
         assert out["mask"].numpy().sum() > 0
+
+
+def test_an_example_without_a_box_keeps_a_valid_box_when_its_box_would_leave_the_image():
+    """synthesize.py --augment passes {image, mask} only: the fallback used to drop 'box' (KeyError: 'box')."""
+    size = 32
+    img = np.linspace(-1, 1, size * size, dtype=np.float32).reshape(size, size, 1)
+    mask = np.zeros((size, size, 1), np.float32)
+    mask[0:2, 0:2] = 1
+    cfg = AugmentConfig(max_rotation_deg=0.0, flip_left_right=False, min_crop_frac=0.3)
+    fell_back = 0
+    for s in range(20):
+        out = augment_pair({"image": tf.constant(img), "mask": tf.constant(mask)}, cfg, tf.constant([s, 0]))
+        assert set(out) == {"image", "mask", "box"}
+        np.testing.assert_array_equal(out["box"].numpy(), box_from_mask(out["mask"]).numpy())
+        if np.array_equal(out["image"].numpy(), img):  # the box would have left: the input, unchanged
+            np.testing.assert_array_equal(out["mask"].numpy(), mask)
+            np.testing.assert_allclose(out["box"].numpy(), [0, 0, 2 / size, 2 / size])
+            fell_back += 1
+    assert fell_back > 0  # the case did occur
+
+
+def test_the_fallback_keeps_the_structure_inside_a_tf_data_pipeline():
+    """In graph mode both branches must have the same keys: with and without an incoming box."""
+    size = 32
+    mask = np.zeros((size, size, 1), np.float32)
+    mask[0:2, 0:2] = 1
+    ex = {"image": tf.zeros([size, size, 1]), "mask": tf.constant(mask)}
+    cfg = AugmentConfig(max_rotation_deg=0.0, flip_left_right=False, min_crop_frac=0.3)
+    for given in (ex, {**ex, "box": box_from_mask(ex["mask"])}):
+        outs = list(augment_dataset(tf.data.Dataset.from_tensors(given).repeat(8), cfg, seed=0))
+        assert all(set(o) == {"image", "mask", "box"} and o["mask"].numpy().sum() > 0 for o in outs)
+
+
+def test_synthesis_sources_whose_box_would_leave_still_synthesize(tmp_path):
+    """The synthesize.py --augment path (augment_source) on a corner box that crops push out."""
+    from cxr_keras.gan.synthesis_pix2pix import SourcePair, augment_source
+
+    size = 32
+    image = np.full((size, size), 100, np.uint8)
+    image[0:3, 0:3] = 250
+    mask = np.zeros((size, size), np.uint8)
+    mask[0:3, 0:3] = 1
+    src = SourcePair("a.png", 0, 1, "Atelectasis", image, mask, (0.0, 0.0, 3.0, 3.0))
+    cfg = AugmentConfig(max_rotation_deg=0.0, flip_left_right=False, min_crop_frac=0.3)
+    for s in range(20):
+        img, m, box = augment_source(src, cfg, (s, 0))
+        assert m.sum() > 0 and (img[m > 0] > 200).mean() > 0.5
+        assert box[2] > box[0] and box[3] > box[1]

@@ -47,6 +47,15 @@ def test_auto_judge_spots_obvious_fakes(study):
     assert table["total"]["real"]["answered"] == [12, 12]
     md = (paths(study).root / "auto_judge.md").read_text()
     assert md == markdown(report) and "not a radiologist" in md
+    # real images from a folder have no box mask: the box-only control cannot run, so no verdict either way
+    assert report["controls"]["real_vs_real"]["halves"] == [6, 6] and "box_only" not in report["controls"]
+    assert not report["conclusive"] and "**Verdict: inconclusive.**" in md
+    assert any("box only" in r and "could not run" in r for r in report["inconclusive_reasons"])
+    if report["frd"]["available"]:  # frd-score installed: striped fakes are further from the reals than a half
+        d = report["frd"]["distances"]
+        assert set(d) == {"pix2pix", "stargan"} and min(d.values()) > report["frd"]["real_halves"], report["frd"]
+    else:
+        assert "frd-score" in report["frd"]["message"]
     assert all(f"| {f} |" in md for f in FINDINGS)
 
 
