@@ -10,14 +10,23 @@ PRESET ?= demo
 export PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION := python
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv browser demo quick test test-fast bench od-configs clean-venv
+.PHONY: venv venv-gpu browser demo quick test test-fast bench od-configs clean-venv
 
-venv: $(VENV)/.installed
+# GPU=1 (or `make venv-gpu`): requirements/lock-gpu.txt instead, i.e. the same lock plus
+# tensorflow[and-cuda]==2.15.1's CUDA wheels (docs/scaling.md); pass GPU=1 to `make demo`/`test` too.
+GPU   ?=
+LOCK  := requirements/lock$(if $(GPU),-gpu).txt
+STAMP := $(VENV)/.installed$(if $(GPU),-gpu)
+
+venv: $(STAMP)
+
+venv-gpu:
+	$(MAKE) venv GPU=1
 
 # setup.py writes the console scripts (from cxr_keras/cli/__init__.py's COMMANDS) and the hook's .pth.
-$(VENV)/.installed: requirements/lock.txt setup.py cxr_keras/cli/__init__.py
+$(STAMP): $(LOCK) requirements/lock.txt setup.py cxr_keras/cli/__init__.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements/lock.txt
+	$(PY) -m pip install --quiet -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Train-step throughput (images/s) of our Pix2Pix next to a tutorial-style tf.keras pix2pix step.
 
-Same architecture (U-Net-256 generator, 70×70 PatchGAN, 1 channel, Adam 2e-4/0.5, λ = 100), random
-tensors, same process; implementations are timed in alternating rounds and the medians compared.
+Same U-Net-256 generator and 70×70 PatchGAN (1 channel, Adam 2e-4/0.5, λ = 100) but for the decoder's
+upsampling, random tensors, same process; implementations are timed in alternating rounds and the medians
+compared. ``ours`` (every ``ours_*``, and the ``--strategies`` Pix2Pix) is the presets' Pix2Pix, with
+PIX2PIX_FIXES of cxr_keras/config.py: ``upsample="resize"`` (bilinear ×2 + 3×3 conv) and whole-image L1.
+The tutorial keeps pix2pix's 4×4 stride-2 transposed convolutions; ``ours_transpose`` times those in our step.
     python benchmarks/gan_step.py                       # 256×256, batch 1 and 4, float32 and bfloat16
     python benchmarks/gan_step.py --batches 1 --variants ours ours_xla tutorial
     python benchmarks/gan_step.py --strategies one mirrored multi_worker --batches 4
@@ -62,14 +65,20 @@ def random_pairs(size: int, batch: int) -> tf.data.Dataset:
 
 
 # -- ours: cxr_keras Pix2Pix through the training loop's compiled step ---------------------------------
+def pix2pix_config(**kw):
+    """The presets' Pix2Pix (PIX2PIX_FIXES: resize-convolution decoder, whole-image L1), ``kw`` on top."""
+    from cxr_keras.config import PIX2PIX_FIXES, Pix2PixConfig
+    return Pix2PixConfig(**{**PIX2PIX_FIXES, **kw})
+
+
 def _ours(jit: bool, norm: str = "instance", one_call: bool = False, stock_adam: bool = False,
-          policy: str = "float32"):
+          policy: str = "float32", **fields):
     def make(size: int, batch: int):
-        from cxr_keras.config import Pix2PixConfig
         from cxr_keras.gan.runs import dtype_policy
         from cxr_keras.models.pix2pix import Pix2Pix, build_model
 
-        cfg = Pix2PixConfig(image_size=size, batch_size=batch, jit_compile=jit, norm=norm, disc_one_call=one_call)
+        cfg = pix2pix_config(image_size=size, batch_size=batch, jit_compile=jit, norm=norm,
+                             disc_one_call=one_call, **fields)
         if stock_adam:  # tf.keras Adam's element-wise update instead of the fused kernel (ablation)
             model = Pix2Pix(cfg)
             model.compile(*[tf.keras.optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1) for _ in range(2)])
@@ -89,6 +98,7 @@ register("ours_batchnorm", _ours(False, "batch"))
 register("ours_one_d_call", _ours(False, one_call=True))
 register("ours_stock_adam", _ours(False, stock_adam=True))
 register("ours_bf16", _ours(False, policy="mixed_bfloat16"))  # the default on CPUs with native bf16
+register("ours_transpose", _ours(False, upsample="transpose"))  # the tutorial's decoder (runs before the fix)
 
 
 # -- the tutorial way (tensorflow.org/tutorials/generative/pix2pix), 1 channel ------------------------
@@ -286,7 +296,7 @@ def scaling_step(kind: str, model: str, size: int, batch: int, policy: str) -> C
 
     strategy = tf.distribute.get_strategy() if kind == "one" else distribute.make_strategy(
         kind, 2 if kind == "mirrored" else None)  # before any other TensorFlow work
-    from cxr_keras.config import Pix2PixConfig, StarGANConfig
+    from cxr_keras.config import StarGANConfig
     from cxr_keras.gan.runs import dtype_policy
     from cxr_keras.models import pix2pix, stargan as stargan_model
 
@@ -294,7 +304,7 @@ def scaling_step(kind: str, model: str, size: int, batch: int, policy: str) -> C
         if model == "stargan":
             net = stargan_model.build_model(StarGANConfig(image_size=size, batch_size=batch), strategy)
         else:
-            net = pix2pix.build_model(Pix2PixConfig(image_size=size, batch_size=batch), strategy)
+            net = pix2pix.build_model(pix2pix_config(image_size=size, batch_size=batch), strategy)
     data = random_domains(size, batch) if model == "stargan" else random_pairs(size, batch)
     it = iter(distribute.distribute_batches(strategy, data))
     fn = net.make_train_function()
@@ -423,6 +433,9 @@ def main(argv=None):
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, oneDNN kernels "
           f"{'on' if onednn_enabled() else 'off'} in this process ({ONEDNN_ENV}={os.environ.get(ONEDNN_ENV)}), "
           f"bfloat16 {bf16_support()}, load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    ours = pix2pix_config()
+    print(f"our Pix2Pix is the presets' (upsample={ours.upsample!r}, l1_region={ours.l1_region!r}); "
+          "ours_transpose: upsample='transpose', the tutorial's decoder")
     if a.strategies:
         run_scaling(a)
     else:

@@ -70,9 +70,11 @@ def _resume_if_started(flag: str = "--resume"):
 
 
 def plan(cfg: PipelineConfig, out: Path, nih_root: Optional[Path] = None, kind: str = "ct",
-         seed: int = 0, seeds: Optional[int] = None) -> List[Stage]:
+         seed: int = 0, seeds: Optional[int] = None, strategy: str = "auto") -> List[Stage]:
     """The ordered stages of the protocol for one preset (``seeds``: detector training seeds per
-    protocol, default the preset's)."""
+    protocol, default the preset's; ``strategy``: the GAN and detector trainers' tf.distribute
+    strategy, passed on unless ``auto``)."""
+    distribute = [] if strategy == "auto" else ["--strategy", strategy]
     p, run = cfg.name, PipelinePaths(out)
     data = Path(nih_root) if nih_root else run.data
     rec = run.records.root
@@ -90,7 +92,7 @@ def plan(cfg: PipelineConfig, out: Path, nih_root: Optional[Path] = None, kind: 
         gan = run.gan(model).root
         stages.append(Stage(f"train_{model}", [
             "train_gan", "--model", model, "--records", rec, "--out", gan,
-            "--preset", p, "--seed", seed], gan, prepare=_resume_if_started()))
+            "--preset", p, "--seed", seed, *distribute], gan, prepare=_resume_if_started()))
     for model in ("pix2pix", "pix2pix_n"):
         gan, syn = run.gan(model).root, run.syn(model).root
         stages.append(Stage(f"synthesize_{model}", [
@@ -106,7 +108,7 @@ def plan(cfg: PipelineConfig, out: Path, nih_root: Optional[Path] = None, kind: 
         "make_od_configs", "--records", rec, "--out", run.od_configs, "--preset", p, "--seed", seed,
         "--synthetic", f"pix2pix={run.syn('pix2pix').root}", f"pix2pix_n={run.syn('pix2pix_n').root}"],
         run.od_configs))
-    stages += _detection_stages(cfg, run, seeds)
+    stages += _detection_stages(cfg, run, seeds, strategy)
     study = run.study
     stages.append(Stage("reader_study", [
         "reader_study", "build", "--real", rec, "--generated",
@@ -114,16 +116,17 @@ def plan(cfg: PipelineConfig, out: Path, nih_root: Optional[Path] = None, kind: 
         "--per-finding", cfg.study.per_finding, "--seed", seed, "--out", study], study))
     stages.append(Stage("auto_judge", [
         "reader_study", "--preset", p, "auto-judge", study, "--epochs", cfg.study.judge_epochs],
-        study / "auto_judge"))  # --preset: the judge's size, controls and FRD switch follow the preset
+        study / "auto_judge.json"))  # --preset: the judge's size, controls and FRD switch follow the preset
     return stages
 
 
-def _detection_stages(cfg: PipelineConfig, run: PipelinePaths, seeds: Optional[int] = None) -> List[Stage]:
+def _detection_stages(cfg: PipelineConfig, run: PipelinePaths, seeds: Optional[int] = None,
+                      strategy: str = "auto") -> List[Stage]:
     """train_detector per training seed and protocol, the prior-box baseline, then Table 2 over
     their runs (``detection/stages.py``)."""
     from cxr_keras.detection.stages import detection_stages
 
-    return [Stage(name, argv, output) for name, argv, output in detection_stages(cfg, run, seeds)]
+    return [Stage(name, argv, output) for name, argv, output in detection_stages(cfg, run, seeds, strategy)]
 
 
 def run_stage(out: Path, stage: Stage, index: int, total: int, env: dict) -> float:
@@ -161,15 +164,16 @@ def run_stage(out: Path, stage: Stage, index: int, total: int, env: dict) -> flo
 
 def run_pipeline(out: os.PathLike, preset_name: str = "demo", nih_root: Optional[os.PathLike] = None,
                  kind: str = "ct", seed: int = 0, only: Sequence[str] = (), report: bool = True,
-                 seeds: Optional[int] = None, publish: Optional[os.PathLike] = None) -> Path:
+                 seeds: Optional[int] = None, publish: Optional[os.PathLike] = None,
+                 strategy: str = "auto") -> Path:
     """Run every unfinished stage of the protocol into ``out``, then write the report (and, with
     ``publish``, copy what a results folder such as docs/results/study/ holds: detection/publish.py).
-    ``seeds``: detector training seeds per protocol (default: the preset's)."""
+    ``seeds``: detector training seeds per protocol (default: the preset's); ``strategy``: as ``plan``."""
     out = Path(out).resolve()
     run = PipelinePaths(out)
     cfg = preset(preset_name)
     out.mkdir(parents=True, exist_ok=True)
-    stages = plan(cfg, out, Path(nih_root).resolve() if nih_root else None, kind, seed, seeds)
+    stages = plan(cfg, out, Path(nih_root).resolve() if nih_root else None, kind, seed, seeds, strategy)
     unknown = set(only) - {s.name for s in stages}
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages: {[s.name for s in stages]}")
@@ -179,7 +183,7 @@ def run_pipeline(out: os.PathLike, preset_name: str = "demo", nih_root: Optional
     with procs.RunLock(run.lock):  # a second pipeline on this folder refuses (procs.LockedError)
         atomic_write_text(run.pipeline_json, json.dumps(
             {"preset": preset_name, "nih_root": str(nih_root) if nih_root else None, "kind": kind,
-             "seed": seed, "seeds": seeds if seeds is not None else cfg.detection.seeds,
+             "seed": seed, "seeds": seeds if seeds is not None else cfg.detection.seeds, "strategy": strategy,
              "stages": [s.name for s in stages]}, indent=1))
         for i, stage in enumerate(stages, 1):
             if only and stage.name not in only:

@@ -105,3 +105,58 @@ def test_quick_preset_end_to_end(tmp_path):
     before = {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json")}
     run_pipeline(out, "quick")
     assert before == {p.name: p.stat().st_mtime for p in (out / "stages").glob("*.json")}
+
+
+def test_strategy_reaches_every_gan_and_detector_trainer(tmp_path):
+    """Issue 15: ``run_pipeline --strategy`` is passed to train_gan and train_detector; auto adds nothing."""
+    stages = plan(preset("demo"), tmp_path, strategy="multi_worker")
+    trainers = [s for s in stages if s.argv[0] in ("train_gan", "train_detector") and "--prior-box" not in s.argv]
+    assert len(trainers) == 3 + len(preset("demo").detection.protocols)
+    for s in trainers:
+        i = s.argv.index("--strategy")
+        assert s.argv[i + 1] == "multi_worker", s.name
+    others = [s for s in stages if s not in trainers]
+    assert not any("--strategy" in s.argv for s in others)
+    assert not any("--strategy" in s.argv for s in plan(preset("demo"), tmp_path))
+
+
+def test_run_pipeline_command_passes_seeds_publish_and_strategy(tmp_path, monkeypatch):
+    from cxr_keras import pipeline
+    from cxr_keras.cli import run_pipeline as cli
+
+    got = {}
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda *a, **k: got.update(args=a, kwargs=k))
+    cli.main(["--preset", "quick", "--out", str(tmp_path / "run"), "--seeds", "3", "--strategy", "mirrored",
+              "--publish", str(tmp_path / "pub")])
+    assert got["kwargs"]["seeds"] == 3 and got["kwargs"]["strategy"] == "mirrored"
+    assert Path(got["kwargs"]["publish"]) == tmp_path / "pub"
+    cli.main(["--preset", "quick", "--out", str(tmp_path / "run")])
+    assert got["kwargs"]["seeds"] is None and got["kwargs"]["publish"] is None
+    assert got["kwargs"]["strategy"] == "auto"
+
+
+@pytest.mark.parametrize("flags, message", [(["--seeds", "0"], "--seeds"), (["--strategy", "tpu"], "--strategy"),
+                                            (["--publish", "FILE"], "--publish")])
+def test_run_pipeline_refuses_bad_seeds_strategy_and_publish(tmp_path, capsys, flags, message):
+    from cxr_keras.cli import run_pipeline as cli
+
+    (tmp_path / "FILE").write_text("x")
+    flags = [str(tmp_path / "FILE") if f == "FILE" else f for f in flags]
+    with pytest.raises(SystemExit):
+        cli.main(["--out", str(tmp_path / "run"), *flags])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in err
+
+
+def test_ctrl_c_outside_a_stage_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the report is written (no stage running) ends with exit 130 and one line."""
+    from cxr_keras import pipeline
+    from cxr_keras.cli import run_pipeline as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_pipeline", interrupted)
+    assert cli.main(["--preset", "quick", "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("run_pipeline: interrupted")

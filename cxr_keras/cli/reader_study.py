@@ -18,7 +18,8 @@ def _study_config(a):
     return replace(preset(a.preset).study, per_finding=getattr(a, "per_finding", None),
                    seed=getattr(a, "seed", None), image_size=getattr(a, "image_size", None),
                    border_crop_frac=getattr(a, "border_crop", None), judge_epochs=getattr(a, "epochs", None),
-                   judge_folds=getattr(a, "folds", None), judge_frd=False if getattr(a, "no_frd", False) else None)
+                   judge_folds=getattr(a, "folds", None), judge_frd=False if getattr(a, "no_frd", False) else None,
+                   common_resolution=False if getattr(a, "native_resolution", False) else None)
 
 
 def cmd_build(a):
@@ -82,6 +83,9 @@ def main(argv=None):
     b.add_argument("--image-size", type=checks.image_size, help="side of the shown images (default 224)")
     b.add_argument("--border-crop", type=checks.float_range(0.0, 0.5, hi_open=True),
                    help="fraction cut from every edge (default 0.06)")
+    b.add_argument("--native-resolution", action="store_true",
+                   help="keep each source's own resolution (default: every image first area-resized down to the "
+                        "smallest native size among the sources, so resolution cannot give a source away)")
     b.add_argument("--real-split", default="test+train", choices=["test", "train", "test+train"],
                    help="RECORDS split(s) for the real images; test+train prefers test (default)")
     b.add_argument("--force", action="store_true", help="replace an existing study (its answers are lost)")

@@ -5,7 +5,7 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 
 from cxr_keras.cli import checks  # noqa: E402
-from cxr_keras.config import PRESETS  # noqa: E402
+from cxr_keras.config import PRESETS, STRATEGIES  # noqa: E402
 
 
 def main(argv=None):
@@ -31,6 +31,9 @@ def main(argv=None):
     p.add_argument("--export", action="store_true", help="export the final checkpoint to OUT/export")
     p.add_argument("--seed", type=checks.seed, default=None,
                    help="training seed (weights, sampling, input order); default: unseeded")
+    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                   help="the OD API trainer's tf.distribute strategy: auto (every GPU when there are several), "
+                        "mirrored, multi_worker (TF_CONFIG's cluster; only the chief scores checkpoints)")
     p.add_argument("--prior-box", action="store_true",
                    help="no training: write the prior-box baseline (each finding's mean training box "
                         "on every test image) as a run folder that evaluate_localisation --runs reads")
@@ -56,7 +59,7 @@ def main(argv=None):
             return
         result = train_protocol(a.config, a.out, cfg, protocol=a.protocol, steps=a.steps,
                                 test_record=a.test_record, max_checkpoints=a.max_checkpoints,
-                                seed=a.seed)
+                                seed=a.seed, strategy=a.strategy)
         print(f"{result.protocol}: trained to step {result.final_step} in {result.seconds:.0f} s; "
               f"scored steps {result.scored_steps}; final checkpoint {result.final_checkpoint}")
         if a.export:
@@ -64,7 +67,7 @@ def main(argv=None):
             out = export_saved_model(run.config, run.model, run.export, overwrite=True)
             print(f"exported SavedModel: {out}")
     except (ConfigInputError, RecordError, DetectorTrainingError, ExportError, CheckpointError,
-            FileNotFoundError, ValueError) as exc:
+            FileNotFoundError, ValueError) as exc:  # ValueError: gan.distribute.StrategyError too
         sys.exit(f"train_detector: {exc}")
 
 

@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
+from cxr_keras import procs
 from cxr_keras.detection.table2 import output_files
 from cxr_keras.io_utils import atomic_write_text, read_json
 from cxr_keras.paths import DetectorRunPaths, PipelinePaths, package_env
@@ -89,7 +90,7 @@ def _verify(out: Path, names: List[str], flags: List[str]) -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "cxr_keras.cli.evaluate_localisation", "--runs",
                *(str(out / "det" / n) for n in names), *flags, "--out", tmp]
-        proc = subprocess.run(cmd, env=package_env(), capture_output=True, text=True)
+        proc = procs.run(cmd, env=package_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             raise PublishError(f"recomputing Table 2 from {out / 'det'} failed:\n{proc.stderr[-2000:]}")
         return (Path(tmp) / "table2.csv").read_bytes() == (out / "table2" / "table2.csv").read_bytes()

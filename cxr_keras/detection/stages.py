@@ -21,8 +21,10 @@ def run_name(protocol: str, seed_index: int) -> str:
     return protocol if seed_index == 0 else f"{protocol}_seed{seed_index}"
 
 
-def detection_stages(cfg: PipelineConfig, run: PipelinePaths, seeds: Optional[int] = None) -> List[StageSpec]:
-    """train_detector per seed and protocol, the prior box (``train_detector --prior-box``), Table 2."""
+def detection_stages(cfg: PipelineConfig, run: PipelinePaths, seeds: Optional[int] = None,
+                     strategy: str = "auto") -> List[StageSpec]:
+    """train_detector per seed and protocol (``strategy`` passed on unless auto), the prior box
+    (``train_detector --prior-box``), Table 2."""
     d = cfg.detection
     n_seeds = int(seeds if seeds is not None else d.seeds)
     if n_seeds < 1:
@@ -35,7 +37,8 @@ def detection_stages(cfg: PipelineConfig, run: PipelinePaths, seeds: Optional[in
             runs.append(det)
             specs.append((f"detector_{run_name(protocol, k)}", [
                 "train_detector", "--protocol", protocol, "--config", run.od_config(protocol),
-                "--out", det, "--preset", cfg.name, "--seed", k], det))
+                "--out", det, "--preset", cfg.name, "--seed", k,
+                *([] if strategy == "auto" else ["--strategy", strategy])], det))
     prior = run.detection(BASELINE).root
     specs.append((BASELINE, ["train_detector", "--prior-box", "--config", run.od_config(d.protocols[0]),
                              "--out", prior], prior))

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from cxr_keras import procs
-from cxr_keras.config import FINDINGS, DetectionConfig
+from cxr_keras.config import FINDINGS, STRATEGIES, DetectionConfig
 from cxr_keras.detection import localisation
 from cxr_keras.io_utils import atomic_write_text
 from cxr_keras.paths import DetectorRunPaths
@@ -108,11 +108,12 @@ def scored_steps(scores_csv: PathLike) -> List[int]:
 
 
 def child_command(pipeline_config: PathLike, model_dir: PathLike, steps: int,
-                  checkpoint_every: int, seed: Optional[int] = None) -> List[str]:
+                  checkpoint_every: int, seed: Optional[int] = None, strategy: str = "auto") -> List[str]:
     return [sys.executable, "-m", "cxr_keras.detection.train", "--child",
             "--pipeline-config", str(pipeline_config), "--model-dir", str(model_dir),
             "--steps", str(int(steps)), "--checkpoint-every", str(int(checkpoint_every))] + (
-            [] if seed is None else ["--seed", str(int(seed))])
+            [] if seed is None else ["--seed", str(int(seed))]) + (
+            [] if strategy == "auto" else ["--strategy", strategy])
 
 
 def _child_env() -> Dict[str, str]:
@@ -171,6 +172,7 @@ class DetectorRun:
     findings: Tuple[str, ...]
     seed: Optional[int] = None  # training seed (None: TensorFlow's own randomness)
     val_record: Optional[Path] = None  # held-out validation record (eval_input_reader "val")
+    strategy: str = "auto"  # the OD API child's tf.distribute strategy (config.STRATEGIES)
 
     @property
     def every(self) -> int:
@@ -180,11 +182,14 @@ class DetectorRun:
 def resolve_run(pipeline_config: PathLike, run_dir: PathLike, cfg: DetectionConfig,
                 protocol: Optional[str] = None, steps: Optional[int] = None,
                 test_record: Optional[PathLike] = None, max_checkpoints: int = 3,
-                findings: Sequence[str] = FINDINGS, seed: Optional[int] = None) -> DetectorRun:
+                findings: Sequence[str] = FINDINGS, seed: Optional[int] = None,
+                strategy: str = "auto") -> DetectorRun:
     """Read the config and check the settings (steps a multiple of ``checkpoint_every``, the test
-    record present); raise ValueError / FileNotFoundError naming the problem."""
+    record present, a known strategy); raise ValueError / FileNotFoundError naming the problem."""
     from cxr_keras.detection.configs import eval_record_path, load_pipeline_configs, val_record_path
 
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
     pipeline_config = Path(pipeline_config).resolve()
     configs = load_pipeline_configs(pipeline_config)
     steps = int(steps if steps is not None else configs["train_config"].num_steps)
@@ -206,7 +211,7 @@ def resolve_run(pipeline_config: PathLike, run_dir: PathLike, cfg: DetectionConf
         raise FileNotFoundError(f"{val_record}: validation record (eval_input_reader 'val' of "
                                 f"{pipeline_config}) does not exist")
     return DetectorRun(DetectorRunPaths(run_dir), pipeline_config, protocol or pipeline_config.stem,
-                       steps, test_record, cfg, tuple(findings), seed, val_record)
+                       steps, test_record, cfg, tuple(findings), seed, val_record, strategy)
 
 
 def prepare_run(run: DetectorRun) -> None:
@@ -292,7 +297,7 @@ def _train_and_watch(run: DetectorRun, watcher: CheckpointWatcher, max_checkpoin
                      poll_seconds: float, guard_seconds: float, log: Callable[[str], None]) -> None:
     """Run the OD API child while the watcher scores; the disk guard bounds the checkpoints."""
     paths = run.paths
-    cmd = child_command(paths.config, paths.model, run.steps, run.every, run.seed)
+    cmd = child_command(paths.config, paths.model, run.steps, run.every, run.seed, run.strategy)
     log(f"[{run.protocol}] training {run.steps} steps: {' '.join(cmd)}  (log: {paths.log})")
     with open(paths.log, "ab") as log_fh:  # the trainer dies with this process, even by SIGKILL
         child = procs.start(cmd, env=_child_env(), stdout=log_fh, stderr=subprocess.STDOUT)
@@ -316,6 +321,24 @@ def _train_and_watch(run: DetectorRun, watcher: CheckpointWatcher, max_checkpoin
     if child.returncode != 0:
         raise DetectorTrainingError(f"OD API training of {run.protocol} failed (exit "
                                     f"{child.returncode}); end of {paths.log}:\n{_log_tail(paths.log)}")
+
+
+def _train_as_worker(run: DetectorRun, log: Callable[[str], None], t0: float) -> DetectorRunResult:
+    """A non-chief worker of a multi-worker run: train beside the chief, leave its folder alone (the
+    chief's parent scores, prunes and pauses; this worker's OD API saves into scratch folders)."""
+    # the config as given: RUN/pipeline.config is the chief's copy and may not be written yet
+    cmd = child_command(run.pipeline_config, run.paths.model, run.steps, run.every, run.seed, run.strategy)
+    run.paths.root.mkdir(parents=True, exist_ok=True)
+    worker_log = run.paths.root / f"train.worker{os.getpid()}.log"
+    log(f"[{run.protocol}] worker of a multi-worker run: {' '.join(cmd)}  (log: {worker_log})")
+    with open(worker_log, "ab") as log_fh:
+        child = procs.start(cmd, env=_child_env(), stdout=log_fh, stderr=subprocess.STDOUT)
+    with procs.forward_signals(child, f"detector worker {run.protocol!r}"):
+        code = child.wait()
+    if code != 0:
+        raise DetectorTrainingError(f"OD API training of {run.protocol} (worker) failed (exit {code}); "
+                                    f"end of {worker_log}:\n{_log_tail(worker_log)}")
+    return DetectorRunResult(run.paths.root, run.protocol, None, run.steps, [], time.time() - t0)
 
 
 def _final_checkpoint(run: DetectorRun) -> Tuple[Optional[str], int]:
@@ -343,17 +366,24 @@ def train_protocol(
     findings: Sequence[str] = FINDINGS,
     log: Callable[[str], None] = print,
     seed: Optional[int] = None,
+    strategy: str = "auto",
 ) -> DetectorRunResult:
     """Train ``pipeline_config`` into ``run_dir`` for ``steps`` (default: the config's num_steps).
 
     Checkpoints are written every ``cfg.checkpoint_every`` steps; those in the windows
     ``cfg.eval_steps ± cfg.window`` are scored with ``cfg.iou`` / ``cfg.localisation_mode`` on
     ``test_record`` (default: the config's eval input). Re-running resumes from the newest
-    checkpoint and skips steps already in ``scores.csv``.
+    checkpoint and skips steps already in ``scores.csv``. ``strategy`` is the OD API child's
+    (``multi_worker``: the cluster of TF_CONFIG; only the chief's parent scores and prunes).
     """
     t0 = time.time()
     run = resolve_run(pipeline_config, run_dir, cfg, protocol, steps, test_record, max_checkpoints,
-                      findings, seed)
+                      findings, seed, strategy)
+    if strategy == "multi_worker":
+        from cxr_keras.gan.distribute import is_chief_process
+
+        if not is_chief_process():
+            return _train_as_worker(run, log, t0)
     prepare_run(run)
     from cxr_keras.gan.checkpoints import repair
 
@@ -381,9 +411,9 @@ def _child_main(args) -> None:
     tf.config.set_soft_device_placement(True)
     if args.seed is not None:  # weights, proposal sampling and the input shuffle follow the seed
         tf.keras.utils.set_random_seed(args.seed)
-    gpus = tf.config.list_physical_devices("GPU")
-    strategy = (tf.distribute.MirroredStrategy() if len(gpus) > 1
-                else tf.distribute.get_strategy())
+    from cxr_keras.gan.distribute import make_strategy  # as model_main_tf2: every GPU, or TF_CONFIG's cluster
+
+    strategy = make_strategy(args.strategy)
     with strategy.scope():
         model_lib_v2.train_loop(
             pipeline_config_path=args.pipeline_config,
@@ -404,6 +434,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--checkpoint-every", type=int, required=True)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto")
     args = parser.parse_args(argv)
     if not args.child:
         parser.error("this entry point is the training child; use cxr-keras train_detector")

@@ -1,8 +1,10 @@
 """Draw the verification set of the reader study and anonymise it (issue 6, step 1).
 
 Per source (real + each generator) ``per_finding`` images of each finding are drawn with a seed,
-their borders are cropped (GAN border artefacts would give fakes away), they are resized to
-``image_size``, shuffled together, renamed to random opaque ids and written as uncompressed PNGs of one
+brought to one common resolution (every image area-resized down to the smallest native size among
+the sources, so a 128-px StarGAN image and a 1024-px real one travel the same down- and up-sampling
+path and resolution cannot give a source away), their borders are cropped (GAN border artefacts
+would give fakes away), they are resized to ``image_size``, shuffled together, renamed to random opaque ids and written as uncompressed PNGs of one
 byte size whatever their source (``STUDY_PNG_COMPRESSION``). The key (id → source, finding,
 origin) goes to STUDY_DIR/private/key.json, which the web app never serves.
 """
@@ -253,6 +255,33 @@ def crop_resize(img: np.ndarray, border_frac: float, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=interp)
 
 
+def to_common_size(img: np.ndarray, common_size: int) -> np.ndarray:
+    """Area-resize ``img`` so its longer side is ``common_size`` (never up; 0 leaves it as it is)."""
+    img = to_gray_uint8(img)
+    h, w = img.shape
+    if common_size <= 0 or max(h, w) <= common_size:
+        return img
+    scale = common_size / max(h, w)
+    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def study_image(img: np.ndarray, common_size: int, border_frac: float, size: int) -> np.ndarray:
+    """What a reader sees of ``img``: common resolution, border crop, study size (one path for all)."""
+    return crop_resize(to_common_size(img, common_size), border_frac, size)
+
+
+def common_size(draws: Mapping[str, Sequence[Candidate]]) -> Tuple[int, Dict[str, int]]:
+    """The smallest native size among the sources (one image of each looked at) and each source's size."""
+    native: Dict[str, int] = {}
+    for source, cands in draws.items():
+        if cands:
+            try:
+                native[source] = int(max(cands[0].load().shape[:2]))
+            except ImageError as exc:
+                raise StudyError(f"source {source!r}: {exc}") from None
+    return (min(native.values()) if native else 0), native
+
+
 def _new_ids(n: int) -> List[str]:
     ids: set = set()
     while len(ids) < n:
@@ -283,6 +312,7 @@ def build_study(real: os.PathLike, generated: Mapping[str, os.PathLike], out: os
     items = [c for s in sources for c in draws[s]]
     if not items:
         raise StudyError("no images could be drawn: every source is empty for the study findings")
+    common, native = common_size(draws) if cfg.common_resolution else (0, {})
     ids = _new_ids(len(items))
     order_rng = _rng(cfg.seed, "order")
     perm = list(range(len(items)))
@@ -292,13 +322,14 @@ def build_study(real: os.PathLike, generated: Mapping[str, os.PathLike], out: os
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         p = paths(tmp)
-        key, order = _write_images(p, [items[i] for i in perm], ids, cfg)
+        key, order = _write_images(p, [items[i] for i in perm], ids, cfg, common)
         counts = {s: {f: stats[s][f]["drawn"] for f in findings} for s in sources}
         created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         study = {
             "version": STUDY_VERSION, "created": created, "seed": cfg.seed,
             "per_finding": cfg.per_finding, "image_size": cfg.image_size,
-            "border_crop_frac": cfg.border_crop_frac, "findings": list(findings), "sources": sources,
+            "border_crop_frac": cfg.border_crop_frac, "common_size": common, "native_sizes": native,
+            "findings": list(findings), "sources": sources,
             "counts": counts, "total": len(order), "order": order,
         }
         atomic_write_text(p.key, json.dumps({"version": STUDY_VERSION, "items": key}, indent=1))
@@ -309,7 +340,8 @@ def build_study(real: os.PathLike, generated: Mapping[str, os.PathLike], out: os
         report = {
             "created": created, "out": str(out), "total": len(order),
             "config": {"per_finding": cfg.per_finding, "image_size": cfg.image_size,
-                       "border_crop_frac": cfg.border_crop_frac, "seed": cfg.seed, "real_split": real_split},
+                       "border_crop_frac": cfg.border_crop_frac, "seed": cfg.seed, "real_split": real_split,
+                       "common_size": common, "native_sizes": native},
             "inputs": {s.source: {"path": s.path, "kind": s.kind, "candidates": len(s.candidates),
                                   "skipped": s.skipped, "notes": s.notes}
                        for s in [real_set, *gen_sets.values()]},
@@ -344,15 +376,16 @@ def _check_build_args(generated: Mapping[str, os.PathLike], out: Path, cfg: Stud
                              "refusing to replace it")
 
 
-def _write_images(p: StudyPaths, items: Sequence[Candidate], ids: Sequence[str], cfg: StudyConfig):
-    """Crop, resize and write ``items`` in study order under ``ids``; return (key, order)."""
+def _write_images(p: StudyPaths, items: Sequence[Candidate], ids: Sequence[str], cfg: StudyConfig,
+                  common: int):
+    """Bring ``items`` to the study's path (``study_image``), write them in study order under ``ids``."""
     p.images.mkdir()
     p.private.mkdir(mode=0o700)
     key: Dict[str, Dict] = {}
     order: List[str] = []
     for c, image_id in zip(items, ids):  # written in study order: file times reveal nothing
         try:
-            img = crop_resize(c.load(), cfg.border_crop_frac, cfg.image_size)
+            img = study_image(c.load(), common, cfg.border_crop_frac, cfg.image_size)
         except ImageError as exc:
             raise StudyError(f"source {c.source!r}: {exc}") from None
         p.image(image_id).write_bytes(encode_png(img, compression=STUDY_PNG_COMPRESSION))

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from cxr_keras.data.images import ImageError, load_gray
-from cxr_keras.study.build import crop_resize
+from cxr_keras.study.build import study_image
 from cxr_keras.study.layout import StudyError
 
 BLURRED, BOX_ONLY, REAL_VS_REAL = "blurred", "box_only", "real_vs_real"
@@ -140,21 +140,22 @@ def degraded_sets(real_ids: Sequence[str], key: Mapping[str, Mapping], study: Ma
                   sigma_at_256: float) -> Tuple[Dict[str, Tuple[List[str], List[np.ndarray]]], List[str]]:
     """{"blurred"|"box_only": (real ids, degraded study-sized uint8 images)} and notes.
 
-    Each degraded image goes through the study's own crop and resize (``build.crop_resize``), so it
+    Each degraded image goes through the study's own path (``build.study_image``), so it
     differs from its real twin only by the degradation. Box-only needs the box mask (RECORDS only).
     """
     originals, notes = load_originals(real_ids, key)
     crop, size = float(study["border_crop_frac"]), int(study["image_size"])
+    common = int(study.get("common_size", 0))
     sets: Dict[str, Tuple[List[str], List[np.ndarray]]] = {BLURRED: ([], []), BOX_ONLY: ([], [])}
     for i in real_ids:
         if i not in originals:
             continue
         img, mask = originals[i]
         sets[BLURRED][0].append(i)
-        sets[BLURRED][1].append(crop_resize(blur(img, sigma_at_256), crop, size))
+        sets[BLURRED][1].append(study_image(blur(img, sigma_at_256), common, crop, size))
         if mask is not None:
             sets[BOX_ONLY][0].append(i)
-            sets[BOX_ONLY][1].append(crop_resize(img * mask, crop, size))
+            sets[BOX_ONLY][1].append(study_image(img * mask, common, crop, size))
     if len(sets[BOX_ONLY][0]) < len(real_ids):
         notes.append(f"box-only control: {len(sets[BOX_ONLY][0])} of {len(real_ids)} real images have a box mask "
                      "(only RECORDS pairs carry one)")

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 
 ANSWERS = ("real", "fake")
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{16,64}$")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: newline, tab, NUL, escapes, ...
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -92,10 +93,16 @@ def init_db(path: os.PathLike) -> None:
 
 
 def add_reader(path: os.PathLike, name: str) -> Reader:
-    """Register a reader and give them a fresh random token (their personal link)."""
+    """Register a reader and give them a fresh random token (their personal link). The name is stripped;
+    one that is empty, over 100 characters or holds a control character is refused."""
     name = name.strip()
-    if not name or len(name) > 100:
+    if not name:
+        raise StudyDBError("reader name is empty or only whitespace (it must be 1–100 characters)")
+    if len(name) > 100:
         raise StudyDBError("reader name must be 1–100 characters")
+    bad = CONTROL_CHARS.search(name)
+    if bad:  # repr() keeps the message on one line
+        raise StudyDBError(f"reader name {name!r} contains the control character {bad.group()!r}")
     token = secrets.token_urlsafe(18)
     with closing(connect(path)) as conn:
         try:

@@ -235,7 +235,7 @@ def test_watcher_scores_windows_deletes_and_bounds_the_disk(records_dir, tmp_pat
 
     monkeypatch.setattr(inference.CheckpointDetector, "for_config",
                         classmethod(lambda cls, config: SlowScorer()))
-    monkeypatch.setattr(odt, "child_command", lambda config, mdir, steps, every, seed=None: [
+    monkeypatch.setattr(odt, "child_command", lambda config, mdir, steps, every, *rest: [
         sys.executable, "-c", FAKE_TRAINER, str(mdir), str(steps), str(every)])
     cfg = replace(preset("quick").detection, checkpoint_every=2, eval_steps=(10,), window=4)
     config = make_od_configs(root, tmp_path / "od", cfg, protocols=["ori"], steps=20)["ori"]
@@ -255,7 +255,7 @@ def test_watcher_scores_windows_deletes_and_bounds_the_disk(records_dir, tmp_pat
 def test_a_failing_trainer_raises_detector_training_error(records_dir, tmp_path, monkeypatch):
     """The child's exit code and the end of its log reach the caller as DetectorTrainingError."""
     root, _ = records_dir
-    monkeypatch.setattr(odt, "child_command", lambda config, mdir, steps, every, seed=None: [
+    monkeypatch.setattr(odt, "child_command", lambda config, mdir, steps, every, *rest: [
         sys.executable, "-c", "import sys; print('trainer says boom'); sys.exit(5)"])
     cfg = replace(preset("quick").detection, checkpoint_every=2, eval_steps=(2,), window=0)
     config = make_od_configs(root, tmp_path / "od", cfg, protocols=["ori"], steps=2)["ori"]
@@ -264,3 +264,26 @@ def test_a_failing_trainer_raises_detector_training_error(records_dir, tmp_path,
     run = odt.resolve_run(config, tmp_path / "run", cfg)
     assert run.protocol == "ori" and run.steps == 2 and run.paths.config.is_file()
     assert json.loads(run.paths.protocol.read_text())["steps"] == 2
+
+
+def test_the_strategy_reaches_the_trainer_and_only_the_chief_scores(records_dir, tmp_path, monkeypatch):
+    """Issue 15: ``train_detector --strategy`` goes to the OD API child; a non-chief worker of a
+    multi-worker run trains beside the chief and leaves the run folder's scoring to it."""
+    root, _ = records_dir
+    cfg = replace(preset("quick").detection, checkpoint_every=2, eval_steps=(2,), window=0)
+    config = make_od_configs(root, tmp_path / "od", cfg, protocols=["ori"], steps=2)["ori"]
+    assert odt.child_command(config, tmp_path / "m", 2, 2, None, "multi_worker")[-2:] == ["--strategy", "multi_worker"]
+    assert "--strategy" not in odt.child_command(config, tmp_path / "m", 2, 2, 3, "auto")
+    with pytest.raises(ValueError, match="strategy 'tpu'"):
+        odt.resolve_run(config, tmp_path / "run", cfg, strategy="tpu")
+
+    seen = []
+    monkeypatch.setattr(odt, "child_command", lambda *args: seen.append(args) or [
+        sys.executable, "-c", "print('worker trained')"])
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    result = odt.train_protocol(config, tmp_path / "run", cfg, poll_seconds=0.05, strategy="multi_worker")
+    assert seen and seen[0][-1] == "multi_worker" and Path(seen[0][0]) == Path(config).resolve()
+    assert result.scored_steps == [] and result.final_checkpoint is None
+    assert not (tmp_path / "run" / "scores.csv").exists() and not (tmp_path / "run" / "model").exists()
+    assert "worker trained" in next((tmp_path / "run").glob("train.worker*.log")).read_text()

@@ -3,6 +3,7 @@ float16 with loss scaling through FusedAdam, the policy kept by a run, exact com
 import importlib.metadata
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -216,3 +217,19 @@ def test_make_venv_gpu_resolves_against_the_pinned_lock(tmp_path):
     unpinned = {k: v for k, v in resolved.items() if locked.get(k) != v and k not in PIP_TOOLING}
     assert unpinned == {}
     assert resolved["nvidia-cudnn-cu12"] == "8.9.4.25" and resolved["tensorflow"] == "2.15.1"
+
+
+@pytest.mark.parametrize("args, lock, stamp", [((), "requirements/lock.txt", ".venv/.installed"),
+                                               (("GPU=1",), "requirements/lock-gpu.txt", ".venv/.installed-gpu"),
+                                               (("venv-gpu",), "requirements/lock-gpu.txt", ".venv/.installed-gpu")])
+def test_make_venv_installs_the_lock_of_the_device(args, lock, stamp):
+    """``make venv GPU=1`` / ``make venv-gpu`` install lock-gpu.txt (its own stamp), plain ``make venv`` lock.txt."""
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    target = [] if "venv-gpu" in args else ["venv"]
+    out = subprocess.run(["make", "-n", "-B", *target, *args], capture_output=True, text=True, timeout=60,
+                         cwd=REQUIREMENTS.parent)
+    assert out.returncode == 0, out.stderr
+    assert f"pip install --quiet -r {lock}" in out.stdout
+    assert f"touch {stamp}" in out.stdout
+    assert ("lock-gpu.txt" in out.stdout) == ("gpu" in lock)

@@ -1,6 +1,7 @@
 """Training length and learning-rate schedule (cxr_keras.gan.schedule): epochs → steps for Pix2Pix and
 Pix2Pix-N, constant-then-linear decay for every GAN, and a resume that changes the length without a jump."""
 import dataclasses
+import functools
 import json
 import math
 
@@ -12,14 +13,11 @@ from cxr_keras.gan import registry, runs, schedule, training
 from cxr_keras.models import pix2pix, stargan
 from cxr_keras.paths import RecordsPaths, RunPaths
 
-S = 64
+import gankit
+from gankit import S
 
-
-def tiny_cfg(**kw):
-    base = dict(image_size=S, gen_filters=4, disc_filters=4, batch_size=2, num_downs=4, disc_layers=2,
-                steps=6, log_every=1, image_every=100, checkpoint_every=2, keep_checkpoints=5)
-    base.update(kw)
-    return Pix2PixConfig(**base)
+# the shared tiny Pix2Pix, without image dumps and keeping the checkpoints a resume goes back to
+tiny_cfg = functools.partial(gankit.tiny_cfg, image_every=100, keep_checkpoints=5)
 
 
 def lr_of(optimizer) -> float:

@@ -9,19 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cxr_keras.config import Pix2PixConfig, StarGANConfig, preset
+from cxr_keras.config import StarGANConfig, preset
 from cxr_keras.gan import registry, runs, training
 from cxr_keras.models.pix2pix import LOSSES
 from cxr_keras.paths import RunPaths
 
-S = 64
-
-
-def tiny_cfg(**kw):
-    base = dict(image_size=S, gen_filters=4, disc_filters=4, batch_size=2, num_downs=4, disc_layers=2,
-                steps=6, log_every=1, image_every=2, checkpoint_every=2, keep_checkpoints=2)
-    base.update(kw)
-    return Pix2PixConfig(**base)
+from gankit import tiny_cfg
 
 
 def weights(model):

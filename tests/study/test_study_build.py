@@ -1,6 +1,7 @@
 """Building the study set: counts per source × finding, shortfalls, anonymity, crop, inputs, errors."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -202,3 +203,28 @@ def test_corrupt_records_name_the_file(tmp_path, inputs):
     (rec / "pairs_test.tfrecord").write_bytes(b"this is not a TFRecord file at all" * 4)
     with pytest.raises(StudyError, match=r"pairs_test.tfrecord: cannot read pair records"):
         build_study(rec, inputs["generated"], tmp_path / "s", StudyConfig(per_finding=1, image_size=32))
+
+
+def test_every_source_travels_the_smallest_native_resolution(tmp_path, write_folder):
+    """Issue 12: a 32-px generator beside 128-px real images; the real ones go down to 32 first."""
+    real = write_folder(tmp_path / "real", None, {f: 2 for f in FINDINGS}, size=128, seed=1, prefix="r")
+    gen = write_folder(tmp_path / "gen", "stargan", {f: 2 for f in FINDINGS}, size=32, seed=2, prefix="g")
+    fine = (np.indices((128, 128)) // 2).sum(axis=0) % 2 * 200 + 20  # 2-px checks: 64 px carries them, 32 cannot
+    for png in (real / "images").glob("*.png"):
+        cv2.imwrite(str(png), fine.astype(np.uint8))
+    cfg = StudyConfig(per_finding=1, image_size=64, border_crop_frac=0.0)
+    build_study(real, {"stargan": gen}, tmp_path / "s", cfg)
+    s, key = load_study(tmp_path / "s"), load_key(tmp_path / "s")
+    assert s["common_size"] == 32 and s["native_sizes"] == {REAL: 128, "stargan": 32}
+    real_ids = [i for i in s["order"] if key[i]["source"] == REAL]
+    expected = crop_resize(cv2.resize(fine.astype(np.uint8), (32, 32), interpolation=cv2.INTER_AREA), 0.0, 64)
+    for i in real_ids:
+        served = cv2.imread(str(paths(tmp_path / "s").image(i)), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(served, expected)
+        assert served.std() < 2  # the checkerboard a 32-px source could never show is gone
+
+    build_study(real, {"stargan": gen}, tmp_path / "off", dataclasses.replace(cfg, common_resolution=False))
+    s_off, key_off = load_study(tmp_path / "off"), load_key(tmp_path / "off")
+    assert s_off["common_size"] == 0
+    some_real = next(i for i in s_off["order"] if key_off[i]["source"] == REAL)
+    assert cv2.imread(str(paths(tmp_path / "off").image(some_real)), cv2.IMREAD_UNCHANGED).std() > 20

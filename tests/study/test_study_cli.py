@@ -24,6 +24,11 @@ def test_build_add_reader_links_score(tmp_path, inputs, cli, capsys):
     assert "shortfall: stargan/Pneumonia: 1 of 3" in text
     study = load_study(out)
     assert study["per_finding"] == 3 and study["image_size"] == 48 and study["total"] == 18 + 18 + 16
+    assert study["common_size"] == 64  # every fixture source is 64 px
+    cli(["build", "--real", str(inputs["real"]), "--generated", *gen, "--per-finding", "1",
+         "--native-resolution", "--out", str(tmp_path / "native")])
+    assert load_study(tmp_path / "native")["common_size"] == 0
+    capsys.readouterr()
     cli(["add-reader", str(out), "Alice", "--base-url", "http://127.0.0.1:9999/"])
     link = capsys.readouterr().out.strip()
     assert re.fullmatch(r"Alice: http://127\.0\.0\.1:9999/r/[A-Za-z0-9_\-]{20,}", link)
