@@ -23,7 +23,7 @@ import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 from cxr_keras import procs
 from cxr_keras.detection.table2 import output_files
@@ -44,23 +44,28 @@ def _copy(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
 
 
-def _table2_argv(run: PipelinePaths) -> List[str]:
-    """The table2 stage's evaluate_localisation flags other than --runs / --out."""
+def _table2_argv(run: PipelinePaths) -> Tuple[List[str], List[Path]]:
+    """The table2 stage's evaluate_localisation flags other than --runs / --out, and its --runs."""
     marker = read_json(run.marker("table2"), PublishError, "table2 stage not finished", "stage marker")
     words = shlex.split(marker["command"])[2:]  # drop "cxr-keras evaluate_localisation"
-    out, skip = [], False
+    out, runs, flag = [], [], None
     for w in words:
         if w.startswith("--"):
-            skip = w in ("--runs", "--out")
-        if not skip:
+            flag = w
+        if flag == "--runs":
+            runs += [] if w == "--runs" else [Path(w)]
+        elif flag != "--out":
             out.append(w)
-    return out
+    return out, runs
 
 
-def _copy_runs(run: PipelinePaths, det_out: Path) -> List[str]:
-    """det/<name>/: the files Table 2 is computed from (no checkpoints); return the names."""
+def _copy_runs(run: PipelinePaths, runs: List[Path], det_out: Path) -> List[str]:
+    """det/<name>/: the files Table 2 was computed from (no checkpoints), for exactly the runs of the
+    table2 stage (not other folders a stopped run may have left under detection/); return the names."""
     names = []
-    for folder in sorted(p for p in (run.root / "detection").iterdir() if p.is_dir()):
+    for folder in sorted(runs, key=lambda f: f.name):
+        if not folder.is_dir():
+            raise PublishError(f"{folder}: a run of the table2 stage is missing")
         paths, dst = DetectorRunPaths(folder), DetectorRunPaths(det_out / folder.name)
         files = paths.detection_files() + paths.val_detection_files()
         if not files:
@@ -126,7 +131,7 @@ def _readme(run: PipelinePaths, pipe: dict, names: List[str], flags: List[str], 
                + (f" --seeds {pipe.get('seeds')}" if pipe.get("seeds") not in (None, preset_seeds) else "")
                + (f" --nih-root {pipe['nih_root']}" if pipe.get("nih_root")
                   else f" --kind {pipe.get('kind', 'ct')}")
-               + f" && python -m cxr_keras.detection.publish --run runs/{run.root.name} --out {out.as_posix()}")
+               + f" --publish {out.as_posix()}")
     lines = [f"# Results: preset `{pipe.get('preset')}`", "",
              "Run with (one command; `make venv` first):", "", f"    {command}", "",
              f"Data seed {pipe.get('seed', 0)}; detector training seeds 0..{int(pipe.get('seeds') or 1) - 1} per "
@@ -148,10 +153,10 @@ def publish_run(run_dir: PathLike, out_dir: PathLike, wall_seconds: Optional[flo
     """Write the results folder ``out_dir`` from the finished run ``run_dir``; return ``out_dir``."""
     run, out = PipelinePaths(Path(run_dir).resolve()), Path(out_dir)
     pipe = read_json(run.pipeline_json, PublishError, "not a run_pipeline folder", "pipeline.json")
-    flags = _table2_argv(run)
+    flags, table2_runs = _table2_argv(run)
     if not run.report_md.is_file():
         raise PublishError(f"{run.report_md}: no report (run the pipeline without --no-report)")
-    names = _copy_runs(run, out / "det")
+    names = _copy_runs(run, table2_runs, out / "det")
     for name, path in output_files(run.table2).items():
         if path.is_file():
             _copy(path, out / "table2" / path.name)

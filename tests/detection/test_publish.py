@@ -58,6 +58,22 @@ def test_publish_copies_what_table2_needs_and_recomputes_it_exactly(tmp_path):
     assert (out / "od_configs" / "ori.config").is_file()
 
 
+def test_publish_takes_only_the_runs_table2_used(tmp_path):
+    """A folder a stopped run left under detection/ (e.g. a seed dropped with --seeds) is not published,
+    and Table 2 still recomputes exactly; a run of the table2 stage that is gone is an error."""
+    run = _finished_run(tmp_path / "study")
+    _run(run.root / "detection", "ori_seed2", "ori", {10: _hits(1)}, {10: _hits(1, 6)}, seed=2)
+    out = publish_run(run.root, tmp_path / "pub")
+    assert "ori_seed2" not in [p.name for p in (out / "det").iterdir()]
+    assert "ori_seed2" not in (out / "README.md").read_text()
+    assert "--publish" in (out / "README.md").read_text()
+    import shutil
+
+    shutil.rmtree(run.root / "detection" / "ori_pix2pix")
+    with pytest.raises(PublishError, match="ori_pix2pix: a run of the table2 stage is missing"):
+        publish_run(run.root, tmp_path / "pub2")
+
+
 def test_publish_refuses_an_unfinished_run(tmp_path):
     with pytest.raises(PublishError, match="pipeline.json"):
         publish_run(tmp_path, tmp_path / "out")
