@@ -74,7 +74,9 @@ def plan(cfg: PipelineConfig, out: Path, nih_root: Optional[Path] = None, kind: 
     """The ordered stages of the protocol for one preset (``seeds``: detector training seeds per
     protocol, default the preset's; ``strategy``: the GAN and detector trainers' tf.distribute
     strategy, passed on unless ``auto``)."""
-    distribute = [] if strategy == "auto" else ["--strategy", strategy]
+    from cxr_keras.detection.stages import strategy_args
+
+    distribute = strategy_args(strategy)
     p, run = cfg.name, PipelinePaths(out)
     data = Path(nih_root) if nih_root else run.data
     rec = run.records.root

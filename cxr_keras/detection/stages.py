@@ -21,6 +21,11 @@ def run_name(protocol: str, seed_index: int) -> str:
     return protocol if seed_index == 0 else f"{protocol}_seed{seed_index}"
 
 
+def strategy_args(strategy: str) -> List[str]:
+    """The ``--strategy`` flag a trainer stage gets: none for ``auto`` (each command's default)."""
+    return [] if strategy == "auto" else ["--strategy", strategy]
+
+
 def detection_stages(cfg: PipelineConfig, run: PipelinePaths, seeds: Optional[int] = None,
                      strategy: str = "auto") -> List[StageSpec]:
     """train_detector per seed and protocol (``strategy`` passed on unless auto), the prior box
@@ -38,7 +43,7 @@ def detection_stages(cfg: PipelineConfig, run: PipelinePaths, seeds: Optional[in
             specs.append((f"detector_{run_name(protocol, k)}", [
                 "train_detector", "--protocol", protocol, "--config", run.od_config(protocol),
                 "--out", det, "--preset", cfg.name, "--seed", k,
-                *([] if strategy == "auto" else ["--strategy", strategy])], det))
+                *strategy_args(strategy)], det))
     prior = run.detection(BASELINE).root
     specs.append((BASELINE, ["train_detector", "--prior-box", "--config", run.od_config(d.protocols[0]),
                              "--out", prior], prior))

@@ -39,6 +39,10 @@ CASES = [
     ("export_detector", ["--out", FILE], "--out", "is a file"),
     ("run_pipeline", ["--seed", "-1"], "--seed", "0..4294967295"),
     ("run_pipeline", ["--out", FILE], "--out", "is a file"),
+    ("run_pipeline", ["--seeds", "0"], "--seeds", ">= 1"),
+    ("run_pipeline", ["--strategy", "tpu"], "--strategy", "invalid choice: 'tpu'"),
+    ("run_pipeline", ["--publish", FILE], "--publish", "is a file"),
+    ("train_detector", ["--strategy", "tpu"], "--strategy", "invalid choice: 'tpu'"),
 ]
 REQUIRED = {
     "make_tfrecords": ["--nih-root", "NIH", "--out", "OUT"],

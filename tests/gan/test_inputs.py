@@ -5,25 +5,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cxr_keras.config import Pix2PixConfig, StarGANConfig
+from cxr_keras.config import StarGANConfig
 from cxr_keras.gan.inputs import domain_index, domain_records, pix2pix_dataset as make_dataset, stargan_dataset
 from cxr_keras.paths import RecordsPaths
 from cxr_keras.records.pairs import write_pair_examples
+from gankit import S, tiny_net_cfg
 
-S = 64
 TINY = StarGANConfig(image_size=16, gen_filters=4, disc_filters=4, res_blocks=1, disc_layers=2,
                      n_critic=1, steps=1000, batch_size=4, augment=False)
 
 
-def tiny_cfg(**kw):
-    base = dict(image_size=S, gen_filters=4, disc_filters=4, batch_size=2, num_downs=4, disc_layers=2)
-    base.update(kw)
-    return Pix2PixConfig(**base)
-
 
 # -- Pix2Pix -----------------------------------------------------------------------------------
 def test_pix2pix_dataset_gives_every_healthy_image_a_fresh_box(records):
-    cfg = tiny_cfg(use_healthy=True, batch_size=7, augment=False)
+    cfg = tiny_net_cfg(use_healthy=True, batch_size=7, augment=False)
     it = iter(make_dataset(records, cfg, seed=0))
     masks = [next(it)["mask"].numpy() for _ in range(4)]  # 4 epochs of 7 images (4 annotated + 3 healthy)
     for m in masks:
@@ -32,9 +27,9 @@ def test_pix2pix_dataset_gives_every_healthy_image_a_fresh_box(records):
     # annotated masks repeat every epoch; healthy boxes are redrawn: more distinct masks than 4 + 3
     distinct = {m.tobytes() for batch in masks for m in batch}
     assert len(distinct) > 7
-    plain = next(iter(make_dataset(records, tiny_cfg(batch_size=4, augment=False), seed=0)))
+    plain = next(iter(make_dataset(records, tiny_net_cfg(batch_size=4, augment=False), seed=0)))
     assert plain["mask"].shape == (4, S, S, 1)
-    small = next(iter(make_dataset(records, tiny_cfg(image_size=32, use_healthy=True), seed=0)))
+    small = next(iter(make_dataset(records, tiny_net_cfg(image_size=32, use_healthy=True), seed=0)))
     assert small["image"].shape == (2, 32, 32, 1)  # records resized to the model's size
     assert set(np.unique(small["mask"].numpy())) <= {0.0, 1.0}
 

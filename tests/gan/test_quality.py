@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cxr_keras.config import PRESETS, Pix2PixConfig, preset
+from cxr_keras.config import PRESETS, preset
 from cxr_keras.gan import evaluate as gan_eval
 from cxr_keras.models.layers import ResizeConv, upsampling_conv
 from cxr_keras.models.pix2pix import UNetGenerator, build_model, composite, masked_input
 from cxr_keras.paths import RunPaths
+from gankit import S, tiny_net_cfg
 
-S = 64
 
 
 def box_only_input(size=S):
@@ -56,10 +56,7 @@ def test_upsampling_layers_double_the_size_and_reject_unknown_modes():
 
 
 def tiny_cfg(**kw):
-    base = dict(image_size=S, gen_filters=4, disc_filters=4, batch_size=2, num_downs=4, disc_layers=2,
-                upsample="resize")
-    base.update(kw)
-    return Pix2PixConfig(**base)
+    return tiny_net_cfg(**{"upsample": "resize", **kw})
 
 
 def batch_with_box():
