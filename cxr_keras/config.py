@@ -78,6 +78,7 @@ class GANConfig(LoopConfig):
     disc_filters: int = 64
     learning_rate: float = 2e-4
     beta_1: float = 0.5
+    adam_epsilon: float = 1e-7  # Keras' default (the authors' PyTorch code: 1e-8)
     augment: bool = True
     decay_start_frac: float = 0.5  # constant learning rate, then linear to 0 over the rest (gan/schedule.py)
     lr_knots: Tuple[Tuple[float, float], ...] = ()  # (step, lr) knots a resume that changed steps re-planned

@@ -240,7 +240,7 @@ class Pix2Pix(tf.keras.Model):
 def make_optimizer(cfg: Pix2PixConfig) -> tf.keras.optimizers.Optimizer:
     """Adam(2e-4, β₁ = 0.5) with the fused update kernel, loss-scaled under a float16 policy; the learning
     rate is constant, then linear to 0 over the second half of the run (``gan.schedule``)."""
-    opt = FusedAdam(learning_rate_schedule(cfg), beta_1=cfg.beta_1)
+    opt = FusedAdam(learning_rate_schedule(cfg), beta_1=cfg.beta_1, epsilon=cfg.adam_epsilon)
     if tf.keras.mixed_precision.global_policy().name == "mixed_float16":
         opt = tf.keras.mixed_precision.LossScaleOptimizer(opt)
     return opt

@@ -107,33 +107,23 @@ def wait_all(procs, logs, timeout=TIMEOUT) -> None:
             p.wait()
 
 
-def stem_center_taps(model: str, i: int, shape) -> np.ndarray:
-    """True for StarGAN's stem-kernel centre taps of the domain maps. Instance norm removes a constant
-    map's contribution there, so their exact gradient is 0 and Adam turns its rounding noise into steps
-    of the learning rate's size, on one device as on two: the only weights float rounding can move apart."""
-    taps = np.zeros(shape, bool)
-    if model == "stargan" and i == 0:
-        k = shape[0] // 2
-        taps[k, k, 1:, :] = True
-    return taps
-
-
 def assert_same_training(model: str, ref: Path, got: Path) -> None:
+    """Same losses, and every weight within a tenth of an Adam step of one device's. Not closer: the
+    replicas sum their gradients in another order, and a (Leaky)ReLU input that rounding moves across 0
+    now and then changes the next gradient by a few percent of a step (measured up to 3 % of StarGAN's
+    lr in many weights). A replica on the wrong data, draws or loss scale moves weights by far more."""
     a, b = np.load(ref), np.load(got)
     assert int(a["replicas"]) == 1 and int(b["replicas"]) == 2 and int(b["step"]) == MODELS[model]
     np.testing.assert_allclose(b["losses"], a["losses"], rtol=1e-5, atol=1e-5, err_msg="losses per step")
-    n = sum(1 for k in a.files if k.startswith("final_"))
-    moved = False
-    for i in range(n):
+    tol = 0.1 * tiny_config(model, 1).learning_rate
+    moved = 0.0
+    for i in range(sum(1 for k in a.files if k.startswith("final_"))):
         np.testing.assert_array_equal(b[f"init_{i}"], a[f"init_{i}"])
-        taps = stem_center_taps(model, i, a[f"final_{i}"].shape)
-        diff = np.abs(b[f"final_{i}"] - a[f"final_{i}"])
-        assert diff[~taps].max(initial=0) <= 1e-6, f"weight {i}: max difference {diff[~taps].max()}"
-        lr = tiny_config(model, 1).learning_rate
-        assert diff[taps].max(initial=0) <= 2 * lr * MODELS[model]  # within their Adam steps
-        moved = moved or not np.allclose(a[f"final_{i}"], a[f"init_{i}"])
-    assert moved, "training did not move the weights"
-    np.testing.assert_allclose(b["probe"], a["probe"], atol=1e-4, err_msg="generator outputs")
+        np.testing.assert_allclose(b[f"final_{i}"], a[f"final_{i}"], rtol=0, atol=tol, err_msg=f"weight {i}")
+        moved = max(moved, float(np.abs(a[f"final_{i}"] - a[f"init_{i}"]).max()))
+    assert moved > 5 * tol, f"training moved the weights by at most {moved}"
+    # the generator's function: 35x the weights' difference in the measured case above
+    np.testing.assert_allclose(b["probe"], a["probe"], atol=40 * tol, err_msg="generator outputs")
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))

@@ -37,6 +37,15 @@ def test_constant_then_linear_to_zero_over_the_second_half():
     assert isinstance(opt._learning_rate, schedule.LinearDecay) and opt._learning_rate.get_config()["total"] == 100
 
 
+
+def test_adams_epsilon_is_the_configs():
+    """Keras' 1e-7 unless set (the distribution tests raise it above rounding noise)."""
+    assert float(pix2pix.make_optimizer(Pix2PixConfig()).epsilon) == pytest.approx(1e-7)
+    assert float(pix2pix.make_optimizer(Pix2PixConfig(adam_epsilon=1e-3)).epsilon) == pytest.approx(1e-3)
+    assert [float(o.epsilon) for o in stargan.make_optimizers(StarGANConfig(adam_epsilon=1e-3))] == \
+        pytest.approx([1e-3, 1e-3])
+
+
 def test_stargan_generator_schedule_counts_its_own_updates():
     cfg = StarGANConfig(steps=1000, n_critic=5, learning_rate=1e-4)
     g, d = stargan.make_optimizers(cfg)
