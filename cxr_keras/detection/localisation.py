@@ -172,28 +172,35 @@ def counts_markdown(counts: Counts, title: str) -> str:
 
 def plot_accuracy(runs: Mapping[str, Mapping[int, Counts]], path: PathLike,
                   eval_steps: Sequence[int] = (), window: int = 0,
-                  title: str = "Correct-location accuracy", baseline: Optional[float] = None) -> Path:
+                  title: str = "Correct-location accuracy", baseline: Optional[float] = None,
+                  groups: Optional[Mapping[str, str]] = None) -> Path:
     """PNG of total accuracy against training step, one line per run, windows shaded; the
-    prior-box baseline's total accuracy (a fraction) as a dashed line."""
+    prior-box baseline's total accuracy (a fraction) as a dashed line. Runs of one group (run label →
+    group, e.g. one protocol's seeds) share a colour and differ in line style and marker."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    fig, ax = plt.subplots(figsize=(8.5, 4), dpi=120)
     for _, lo, hi in windows(eval_steps, window):
         ax.axvspan(lo, hi, color="0.9", zorder=0)
-    for protocol, by_step in runs.items():
+    groups = {label: (groups or {}).get(label, label) for label in runs}
+    colours = {g: f"C{i}" for i, g in enumerate(dict.fromkeys(groups.values()))}
+    seen: Dict[str, int] = {}
+    for label, by_step in runs.items():
         steps = sorted(by_step)
         acc = [100 * accuracy(by_step[s]) for s in steps]
-        ax.plot(steps, acc, marker="o", markersize=3, label=protocol)
+        k = seen[groups[label]] = seen.get(groups[label], -1) + 1
+        ax.plot(steps, acc, color=colours[groups[label]], linestyle=("-", ":", "-.")[k % 3],
+                marker="osD^"[k % 4], markersize=3, label=label)
     if baseline is not None:
         ax.axhline(100 * baseline, color="0.3", linestyle="--", linewidth=1, label="prior box")
     ax.set_xlabel("training step")
     ax.set_ylabel("accuracy, all findings (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the curves, not on them
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

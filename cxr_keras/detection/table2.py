@@ -476,14 +476,13 @@ def _write_csv(path: Path, fields: Sequence[str], rows: Sequence[dict]) -> None:
 
 
 def _plot(runs: Sequence[Run], base_rows: Sequence[dict], s: Settings, path: Path) -> Path:
-    curves = {}
-    for run in runs:
-        if not run.is_baseline:
-            curves[run.label] = {st: run.counts(st, s, s.iou) for st in run.steps}
+    detectors = sorted((r for r in runs if not r.is_baseline), key=lambda r: (r.protocol, r.seed or 0))
+    curves = {run.label: {st: run.counts(st, s, s.iou) for st in run.steps} for run in detectors}
     total = [r for r in base_rows if r["finding"] == loc.TOTAL and r["iou"] == s.iou and r["accuracy"] != ""]
     return loc.plot_accuracy(curves, path, s.eval_steps, s.window,
                              title=f"Correct-location accuracy, IoU > {s.iou}",
-                             baseline=float(total[0]["accuracy"]) if total else None)
+                             baseline=float(total[0]["accuracy"]) if total else None,
+                             groups={run.label: run.protocol for run in detectors})
 
 
 def evaluate_runs(run_dirs: Sequence[PathLike], out_dir: PathLike, s: Settings) -> Dict[str, Path]:

@@ -214,6 +214,21 @@ def test_plot_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_gives_one_protocols_seeds_one_colour_and_other_line_styles(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)  # keep the figure to look at its lines
+    runs = {"ori (seed 0)": BY_STEP, "ori (seed 1)": BY_STEP, "aug (seed 0)": BY_STEP}
+    loc.plot_accuracy(runs, tmp_path / "acc.png", [1000], 500, baseline=0.3,
+                      groups={"ori (seed 0)": "ori", "ori (seed 1)": "ori", "aug (seed 0)": "aug"})
+    lines = {ln.get_label(): ln for ln in kept[0].axes[0].get_lines()}
+    a, b, c = (lines[k] for k in runs)
+    assert a.get_color() == b.get_color() != c.get_color()
+    assert a.get_linestyle() != b.get_linestyle() and a.get_linestyle() == c.get_linestyle()
+    assert lines["prior box"].get_linestyle() == "--"
+
+
 def test_runs_are_rescored_from_kept_detections(tmp_path):
     """evaluate_runs recomputes any IoU / mode from RUN/detections, else falls back to scores.csv."""
     import json
