@@ -172,7 +172,8 @@ def make_optimizers(cfg: StarGANConfig) -> Tuple[tf.keras.optimizers.Optimizer, 
     """
     def adam(step_scale):
         sched = learning_rate_schedule(cfg, step_scale)
-        return FusedAdam(sched, beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=cfg.adam_epsilon, jit_compile=False)
+        return FusedAdam(sched, beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=cfg.adam_epsilon,
+                         jit_compile=False)
 
     return adam(max(cfg.n_critic, 1)), adam(1)
 

@@ -111,7 +111,8 @@ def assert_same_training(model: str, ref: Path, got: Path) -> None:
     """Same losses, and every weight within a tenth of an Adam step of one device's. Not closer: the
     replicas sum their gradients in another order, and a (Leaky)ReLU input that rounding moves across 0
     now and then changes the next gradient by a few percent of a step (measured up to 3 % of StarGAN's
-    lr in many weights). A replica on the wrong data, draws or loss scale moves weights by far more."""
+    lr in many weights). A replica on the wrong data, draws or loss scale parts the losses (a critic gradient
+    not divided by the replica count did) or the weights by far more."""
     a, b = np.load(ref), np.load(got)
     assert int(a["replicas"]) == 1 and int(b["replicas"]) == 2 and int(b["step"]) == MODELS[model]
     np.testing.assert_allclose(b["losses"], a["losses"], rtol=1e-5, atol=1e-5, err_msg="losses per step")

@@ -37,7 +37,6 @@ def test_constant_then_linear_to_zero_over_the_second_half():
     assert isinstance(opt._learning_rate, schedule.LinearDecay) and opt._learning_rate.get_config()["total"] == 100
 
 
-
 def test_adams_epsilon_is_the_configs():
     """Keras' 1e-7 unless set (the distribution tests raise it above rounding noise)."""
     assert float(pix2pix.make_optimizer(Pix2PixConfig()).epsilon) == pytest.approx(1e-7)
