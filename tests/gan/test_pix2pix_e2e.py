@@ -91,6 +91,7 @@ def test_train_synthesize_and_decode_with_the_od_api(phantom_records):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_restores_step_and_weights(phantom_records, tmp_path):
+    from cxr_keras.gan import checkpoints as ckpts
     from cxr_keras.gan import runs, training
 
     run = tmp_path / "run"
@@ -110,7 +111,10 @@ def test_sigkill_then_resume_restores_step_and_weights(phantom_records, tmp_path
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    latest = tf.train.latest_checkpoint(checkpoints)
+    # The newest intact checkpoint, as resume picks it: the kill may fall between a save and TensorFlow's
+    # state file update, so that file can still name the checkpoint before.
+    latest, _ = ckpts.newest_good(checkpoints)
+    assert latest is not None
     saved_step = int(latest.rsplit("-", 1)[1])
     reference = runs.load_run(run, latest)
     assert reference.step == saved_step
