@@ -15,7 +15,6 @@ TINY = StarGANConfig(image_size=16, gen_filters=4, disc_filters=4, res_blocks=1,
                      n_critic=1, steps=1000, batch_size=4, augment=False)
 
 
-
 # -- Pix2Pix -----------------------------------------------------------------------------------
 def test_pix2pix_dataset_gives_every_healthy_image_a_fresh_box(records):
     cfg = tiny_net_cfg(use_healthy=True, batch_size=7, augment=False)

@@ -15,7 +15,6 @@ from cxr_keras.paths import RunPaths
 from gankit import S, tiny_net_cfg
 
 
-
 def box_only_input(size=S):
     """A box-only x: the background value -1 everywhere but a textured box in the lower left."""
     x = -np.ones((1, size, size, 1), np.float32)
